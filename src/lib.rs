@@ -1,0 +1,43 @@
+//! docker-pulls: records Docker Hub pull statistics in Elasticsearch.
+//!
+//! A run reads its settings (SSM Parameter Store in Lambda, flags locally),
+//! fetches every repository from Docker Hub concurrently, trims each answer to
+//! the five fields we chart, and indexes them with one `_bulk` request into
+//! `<prefix>-<yyyy>`. Each module does one of those jobs:
+//!
+//! - [`config`]: settings from SSM (behind [`config::ParameterStore`]) or flags
+//! - [`image_ref`]: parsing and validating image references (pure)
+//! - [`hub`]: the Docker Hub client (base URL, concurrency, retries)
+//! - [`document`]: the trimmed document and its `_id` (pure)
+//! - [`bulk`]: NDJSON, the typed bulk response, item retries, pipeline fallback
+//! - [`setup`]: installing the ingest pipeline and index template
+//! - [`run`]: the handler that ties them together
+//! - [`local`]: the one-shot command-line mode
+//! - [`retry`]: deadlines and backoff shared by the clients
+//! - [`error`]: what fails an invocation
+
+pub mod bulk;
+pub mod config;
+pub mod document;
+pub mod error;
+pub mod hub;
+pub mod image_ref;
+pub mod local;
+pub mod retry;
+pub mod run;
+pub mod setup;
+
+pub use error::Error;
+
+/// `docker-pulls/<version>`: sent to Docker Hub and Elasticsearch.
+pub const USER_AGENT: &str = concat!("docker-pulls/", env!("CARGO_PKG_VERSION"));
+
+/// The HTTP client shared by Docker Hub and Elasticsearch calls for the life
+/// of the process, so connections are kept alive between requests and runs.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_idle_timeout(std::time::Duration::from_secs(50))
+        .build()
+}

@@ -1,1 +1,60 @@
-fn main() {}
+//! The `docker-pulls` binary: a Lambda function under the Lambda Runtime API,
+//! or a one-shot local run when started anywhere else.
+
+use docker_pulls::config::{Environment, SsmParameterStore, SsmSettings};
+use docker_pulls::hub::{HubClient, HubOptions};
+use docker_pulls::run::Job;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && args.is_empty();
+    if in_lambda {
+        lambda_runtime::tracing::init_default_subscriber();
+    } else {
+        // stdout carries the documents in local mode.
+        lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    }
+
+    let env = match Environment::from_vars(|name| std::env::var(name).ok()) {
+        Ok(env) => env,
+        Err(error) => return fail(error),
+    };
+    let http = match docker_pulls::http_client() {
+        Ok(http) => http,
+        Err(error) => return fail(error),
+    };
+    if !in_lambda {
+        return docker_pulls::local::main(args, env, http).await;
+    }
+
+    let hub_options = HubOptions {
+        base_url: env.hub_url.clone(),
+        concurrency: env.hub_concurrency,
+        ..HubOptions::default()
+    };
+    let hub = match HubClient::new(http.clone(), hub_options) {
+        Ok(hub) => hub,
+        Err(error) => return fail(error),
+    };
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
+    let job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http);
+    let job = &job;
+    match lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        job.invoke(event)
+    }))
+    .await
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error),
+    }
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    tracing::error!(%error, "docker-pulls cannot start");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,87 @@
+//! Errors that fail an invocation. Each names what failed and the parameter
+//! or image concerned, and none ever carries a secret's value.
+//!
+//! Per-image problems (a 404, a bad body) are not errors of the run: they are
+//! reported in the response's `failed` list (see [`crate::run::Failure`]).
+
+use lambda_runtime::Diagnostic;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("missing SSM parameter {name} ({hint})")]
+    MissingParameter { name: String, hint: &'static str },
+
+    #[error("invalid SSM parameter {name}: {reason}")]
+    InvalidParameter { name: String, reason: String },
+
+    #[error("invalid environment variable {name}: {reason}")]
+    InvalidEnvironment { name: &'static str, reason: String },
+
+    #[error("could not read SSM parameters under {prefix}: {message}")]
+    Ssm { prefix: String, message: String },
+
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+
+    #[error("unknown action {0:?}: the only action is \"setup\" (omit `action` for a normal run)")]
+    UnknownAction(String),
+
+    #[error("Docker Hub rejected the token exchange for dockerhub/username {username:?}: {reason}")]
+    HubAuth { username: String, reason: String },
+
+    #[error("Elasticsearch at {url} rejected the credentials ({status}): {reason}")]
+    EsAuth {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+
+    #[error("Elasticsearch request to {url} failed: {reason}")]
+    Elasticsearch { url: String, reason: String },
+
+    #[error(
+        "{count} of {total} documents were not indexed into {index} after retries; first: {first}"
+    )]
+    NotIndexed {
+        index: String,
+        count: usize,
+        total: usize,
+        first: String,
+    },
+
+    #[error("not a single image could be fetched ({count} failed); first: {first}")]
+    NothingFetched { count: usize, first: String },
+
+    #[error("setup failed: {0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// A stable name for the Lambda error type (`errorType` in the response,
+    /// visible in the dead-letter queue and metrics filters).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::MissingParameter { .. } => "MissingParameter",
+            Error::InvalidParameter { .. } => "InvalidParameter",
+            Error::InvalidEnvironment { .. } => "InvalidEnvironment",
+            Error::Ssm { .. } => "SsmError",
+            Error::InvalidEvent(_) => "InvalidEvent",
+            Error::UnknownAction(_) => "UnknownAction",
+            Error::HubAuth { .. } => "DockerHubAuthError",
+            Error::EsAuth { .. } => "ElasticsearchAuthError",
+            Error::Elasticsearch { .. } => "ElasticsearchError",
+            Error::NotIndexed { .. } => "DocumentsNotIndexed",
+            Error::NothingFetched { .. } => "NothingFetched",
+            Error::Setup(_) => "SetupError",
+        }
+    }
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Diagnostic {
+        Diagnostic {
+            error_type: format!("DockerPulls.{}", error.kind()),
+            error_message: error.to_string(),
+        }
+    }
+}

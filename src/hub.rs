@@ -1,0 +1,590 @@
+//! The Docker Hub client: repository statistics and namespace listings,
+//! fetched concurrently but politely.
+//!
+//! At most `concurrency` requests are in flight; each has a timeout; a 429
+//! pauses every request until the time the Hub names (`Retry-After` in seconds
+//! or as a Unix time, `X-RateLimit-Reset`); 5xx, timeouts and broken
+//! connections are retried with backoff; a 404 is final. Bodies are read with
+//! a size cap and decoded into just the fields we keep.
+
+use crate::config::{HubCredentials, Secret};
+use crate::document::RepositoryStats;
+use crate::image_ref::{ImageSpec, Repository};
+use crate::retry::{self, Deadline};
+use futures_util::{StreamExt, stream};
+use reqwest::{Method, Response, StatusCode, Url, header};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const DEFAULT_HUB_URL: &str = "https://hub.docker.com";
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// Tunables of the Docker Hub client; the defaults suit the Lambda.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub base_url: String,
+    /// Most requests in flight at once (`HUB_CONCURRENCY`).
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// A repository answer is a few kilobytes (`full_description` at most
+    /// 25,000 characters); anything far larger is not what we asked for.
+    pub max_repository_body: usize,
+    pub max_listing_body: usize,
+    /// Listing pages followed per namespace (100 repositories each).
+    pub max_listing_pages: usize,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_HUB_URL.to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(250),
+            backoff_cap: Duration::from_secs(4),
+            max_repository_body: 1024 * 1024,
+            max_listing_body: 8 * 1024 * 1024,
+            max_listing_pages: 500,
+        }
+    }
+}
+
+/// Why one image could not be fetched. Reported per image; never fatal alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("404 not found")]
+    NotFound,
+    #[error("{0} unauthorized (private repository? set dockerhub/username and dockerhub/token)")]
+    Unauthorized(u16),
+    #[error("HTTP {status} after {attempts} attempt(s)")]
+    Status { status: u16, attempts: u32 },
+    #[error("rate limited (429) after {attempts} attempt(s)")]
+    RateLimited { attempts: u32 },
+    #[error("timed out after {attempts} attempt(s)")]
+    Timeout { attempts: u32 },
+    #[error("connection failed after {attempts} attempt(s): {message}")]
+    Connection { message: String, attempts: u32 },
+    #[error("stopped before the invocation deadline; last: {0}")]
+    OutOfTime(String),
+    #[error("response body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("unexpected response body: {0}")]
+    InvalidBody(String),
+    #[error("listing of namespace {namespace:?} loops back to a page already seen")]
+    ListingLoop { namespace: String },
+    #[error("listing of namespace {namespace:?} has more than {pages} pages")]
+    ListingTooLong { namespace: String, pages: usize },
+}
+
+/// What was asked for and what came of it.
+#[derive(Debug, Default)]
+pub struct FetchOutcome {
+    /// Sorted by namespace and name.
+    pub fetched: Vec<RepositoryStats>,
+    /// `(image as requested, reason)`, for references and namespaces that failed.
+    pub failed: Vec<(String, FetchError)>,
+    /// Distinct repositories asked for (after namespace expansion).
+    pub repositories: usize,
+}
+
+/// Shared by every request of a run: when the Hub says "not before T", nobody
+/// asks before T.
+#[derive(Debug, Default)]
+struct RateLimitGate {
+    not_before: Mutex<Option<Instant>>,
+}
+
+impl RateLimitGate {
+    fn hold_until(&self, until: Instant) {
+        if let Ok(mut guard) = self.not_before.lock() {
+            if guard.is_none_or(|current| current < until) {
+                *guard = Some(until);
+            }
+        }
+    }
+
+    fn wait(&self) -> Option<Duration> {
+        let until = (*self.not_before.lock().ok()?)?;
+        let now = Instant::now();
+        (until > now).then(|| until - now)
+    }
+}
+
+/// One attempt's result, as the retry loop sees it.
+enum Attempt<T> {
+    Done(T),
+    Fatal(FetchError),
+    /// Retry after `wait` (or a backoff when `None`).
+    Retry {
+        error: FetchError,
+        wait: Option<Duration>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    base_url: Url,
+    options: Arc<HubOptions>,
+    gate: Arc<RateLimitGate>,
+    bearer: Option<Arc<Secret>>,
+}
+
+#[derive(Deserialize)]
+struct ListingPage {
+    #[serde(default)]
+    next: Option<String>,
+    results: Vec<ListedRepository>,
+}
+
+#[derive(Deserialize)]
+struct ListedRepository {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct AccessToken {
+    access_token: String,
+}
+
+impl HubClient {
+    /// `http` is shared for the life of the process so connections are reused.
+    pub fn new(http: reqwest::Client, options: HubOptions) -> Result<Self, String> {
+        let mut base_url = Url::parse(&options.base_url)
+            .map_err(|e| format!("DOCKER_HUB_URL {:?} is not a URL: {e}", options.base_url))?;
+        if !base_url.path().ends_with('/') {
+            let path = format!("{}/", base_url.path());
+            base_url.set_path(&path);
+        }
+        Ok(Self {
+            http,
+            base_url,
+            options: Arc::new(HubOptions {
+                concurrency: options.concurrency.max(1),
+                ..options
+            }),
+            gate: Arc::new(RateLimitGate::default()),
+            bearer: None,
+        })
+    }
+
+    /// A client for one run: fresh rate-limit state and, with credentials, a
+    /// bearer token from `POST /v2/auth/token`.
+    pub async fn for_run(
+        &self,
+        credentials: Option<&HubCredentials>,
+        deadline: Deadline,
+    ) -> Result<Self, FetchError> {
+        let mut client = Self {
+            gate: Arc::new(RateLimitGate::default()),
+            bearer: None,
+            ..self.clone()
+        };
+        if let Some(credentials) = credentials {
+            let url = client.url("v2/auth/token")?;
+            let body = serde_json::json!({
+                "identifier": credentials.username,
+                "secret": credentials.token.expose(),
+            });
+            let token: AccessToken = client
+                .request_json(Method::POST, url, Some(&body), 64 * 1024, deadline)
+                .await?;
+            client.bearer = Some(Arc::new(Secret::new(token.access_token)));
+        }
+        Ok(client)
+    }
+
+    /// Expands namespaces, drops duplicates and fetches every repository.
+    pub async fn fetch_all(
+        &self,
+        specs: &[(String, ImageSpec)],
+        deadline: Deadline,
+    ) -> FetchOutcome {
+        let mut outcome = FetchOutcome::default();
+        let mut repositories = BTreeSet::new();
+        let mut namespaces = Vec::new();
+        for (reference, spec) in specs {
+            match spec {
+                ImageSpec::Repository(repository) => {
+                    repositories.insert(repository.clone());
+                }
+                ImageSpec::Namespace(namespace) => namespaces.push((reference, namespace)),
+            }
+        }
+        namespaces.sort_by(|a, b| a.1.cmp(b.1));
+        namespaces.dedup_by(|a, b| a.1 == b.1);
+
+        let listings: Vec<_> = stream::iter(namespaces)
+            .map(|(reference, namespace)| async move {
+                (
+                    reference,
+                    namespace,
+                    self.list_namespace(namespace, deadline).await,
+                )
+            })
+            .buffer_unordered(self.options.concurrency)
+            .collect()
+            .await;
+        for (reference, namespace, listing) in listings {
+            match listing {
+                Ok(names) => repositories.extend(
+                    names
+                        .into_iter()
+                        .map(|name| Repository::new(namespace.clone(), name)),
+                ),
+                Err(error) => {
+                    tracing::warn!(image = %reference, %error, "namespace listing failed");
+                    outcome.failed.push((reference.clone(), error));
+                }
+            }
+        }
+
+        outcome.repositories = repositories.len();
+        let results: Vec<_> = stream::iter(repositories)
+            .map(|repository| async move {
+                let result = self.fetch_repository(&repository, deadline).await;
+                (repository, result)
+            })
+            .buffer_unordered(self.options.concurrency)
+            .collect()
+            .await;
+        for (repository, result) in results {
+            match result {
+                Ok(stats) => outcome.fetched.push(stats),
+                Err(error) => {
+                    tracing::warn!(image = %repository, %error, "image not fetched");
+                    outcome.failed.push((repository.to_string(), error));
+                }
+            }
+        }
+        outcome
+            .fetched
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        outcome.failed.sort_by(|a, b| a.0.cmp(&b.0));
+        outcome
+    }
+
+    /// `GET /v2/namespaces/{ns}/repositories/{name}`.
+    pub async fn fetch_repository(
+        &self,
+        repository: &Repository,
+        deadline: Deadline,
+    ) -> Result<RepositoryStats, FetchError> {
+        let url = self.url(&format!(
+            "v2/namespaces/{}/repositories/{}",
+            repository.namespace, repository.name
+        ))?;
+        let stats: RepositoryStats = self
+            .request_json(
+                Method::GET,
+                url,
+                None,
+                self.options.max_repository_body,
+                deadline,
+            )
+            .await?;
+        tracing::debug!(image = %repository, pulls = stats.pull_count, "fetched");
+        Ok(stats)
+    }
+
+    /// Every repository name in a namespace, following `next` links. Links
+    /// are resolved against our base URL, so a listing can never send us (or
+    /// our token) to another host.
+    pub async fn list_namespace(
+        &self,
+        namespace: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, FetchError> {
+        let mut url = self.url(&format!(
+            "v2/namespaces/{namespace}/repositories?page_size=100"
+        ))?;
+        let mut seen = HashSet::new();
+        let mut names = Vec::new();
+        loop {
+            if !seen.insert(url.as_str().to_owned()) {
+                return Err(FetchError::ListingLoop {
+                    namespace: namespace.to_owned(),
+                });
+            }
+            if seen.len() > self.options.max_listing_pages {
+                return Err(FetchError::ListingTooLong {
+                    namespace: namespace.to_owned(),
+                    pages: self.options.max_listing_pages,
+                });
+            }
+            let page: ListingPage = self
+                .request_json(
+                    Method::GET,
+                    url.clone(),
+                    None,
+                    self.options.max_listing_body,
+                    deadline,
+                )
+                .await?;
+            names.extend(page.results.into_iter().map(|r| r.name));
+            match page.next.filter(|next| !next.is_empty()) {
+                None => return Ok(names),
+                Some(next) => url = self.same_origin(&next)?,
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> Result<Url, FetchError> {
+        self.base_url
+            .join(path)
+            .map_err(|e| FetchError::InvalidBody(format!("cannot build URL for {path}: {e}")))
+    }
+
+    /// The path and query of `next`, on our base URL.
+    fn same_origin(&self, next: &str) -> Result<Url, FetchError> {
+        let parsed = self
+            .base_url
+            .join(next)
+            .map_err(|e| FetchError::InvalidBody(format!("listing `next` {next:?}: {e}")))?;
+        let mut url = self.base_url.clone();
+        url.set_path(parsed.path());
+        url.set_query(parsed.query());
+        Ok(url)
+    }
+
+    /// One request with retries, decoded as `T`.
+    async fn request_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        max_body: usize,
+        deadline: Deadline,
+    ) -> Result<T, FetchError> {
+        let options = &self.options;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Some(wait) = self.gate.wait() {
+                if !deadline.allows(wait, Duration::from_millis(100)) {
+                    return Err(FetchError::OutOfTime(format!(
+                        "rate limited for another {}s",
+                        wait.as_secs()
+                    )));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let timeout = deadline.timeout(options.request_timeout);
+            if timeout < Duration::from_millis(50) {
+                return Err(FetchError::OutOfTime("no time left for a request".into()));
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(header::ACCEPT, "application/json")
+                .timeout(timeout);
+            if let Some(token) = &self.bearer {
+                let mut value = header::HeaderValue::try_from(format!("Bearer {}", token.expose()))
+                    .map_err(|_| {
+                        FetchError::InvalidBody("access token is not a header value".into())
+                    })?;
+                value.set_sensitive(true);
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let result = match request.send().await {
+                Ok(response) => self.answer(response, max_body, attempt).await,
+                Err(error) => transport_error(&error, attempt),
+            };
+            let (error, wait) = match result {
+                Attempt::Done(bytes) => {
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| FetchError::InvalidBody(describe_json_error(&e, &bytes)));
+                }
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Retry { error, wait } => (error, wait),
+            };
+            if attempt >= options.max_attempts {
+                return Err(error);
+            }
+            let wait = wait.unwrap_or_else(|| {
+                retry::backoff(attempt, options.backoff_base, options.backoff_cap)
+            });
+            if !deadline.allows(wait, Duration::from_millis(100)) {
+                return Err(FetchError::OutOfTime(error.to_string()));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Classifies a response and reads its body (capped) when it is a success.
+    async fn answer(&self, response: Response, max_body: usize, attempts: u32) -> Attempt<Vec<u8>> {
+        let status = response.status();
+        let headers = response.headers();
+        let now = retry::unix_now();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let reset = header("x-ratelimit-reset").and_then(|v| retry::parse_rate_limit_reset(v, now));
+        let exhausted = header("x-ratelimit-remaining").is_some_and(|v| v.trim() == "0");
+        if exhausted {
+            if let Some(reset) = reset {
+                self.gate.hold_until(Instant::now() + reset);
+            }
+        }
+        match status {
+            StatusCode::OK | StatusCode::CREATED => match read_capped(response, max_body).await {
+                Ok(bytes) => Attempt::Done(bytes),
+                Err(ReadError::TooLarge) => {
+                    Attempt::Fatal(FetchError::BodyTooLarge { limit: max_body })
+                }
+                Err(ReadError::Transport(error)) => transport_error(&error, attempts),
+            },
+            StatusCode::NOT_FOUND => Attempt::Fatal(FetchError::NotFound),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Attempt::Fatal(FetchError::Unauthorized(status.as_u16()))
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait = header("retry-after")
+                    .and_then(|v| retry::parse_retry_after(v, now))
+                    .or(reset);
+                if let Some(wait) = wait {
+                    self.gate.hold_until(Instant::now() + wait);
+                }
+                Attempt::Retry {
+                    error: FetchError::RateLimited { attempts },
+                    wait,
+                }
+            }
+            s if s.is_server_error() => Attempt::Retry {
+                error: FetchError::Status {
+                    status: s.as_u16(),
+                    attempts,
+                },
+                wait: None,
+            },
+            s => Attempt::Fatal(FetchError::Status {
+                status: s.as_u16(),
+                attempts,
+            }),
+        }
+    }
+}
+
+fn transport_error<T>(error: &reqwest::Error, attempts: u32) -> Attempt<T> {
+    let error = if error.is_timeout() {
+        FetchError::Timeout { attempts }
+    } else {
+        FetchError::Connection {
+            message: error_chain(error),
+            attempts,
+        }
+    };
+    Attempt::Retry { error, wait: None }
+}
+
+/// An error and its causes on one line, without the URL (which is known from
+/// context and could carry credentials).
+pub(crate) fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub(crate) enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads a body chunk by chunk, stopping as soon as it exceeds `limit`, so a
+/// runaway response costs at most `limit` bytes of memory.
+pub(crate) async fn read_capped(
+    mut response: Response,
+    limit: usize,
+) -> Result<Vec<u8>, ReadError> {
+    let declared = response.content_length().unwrap_or(0);
+    if declared > limit as u64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JSON error with a hint of what the body was (HTML from a proxy, etc.).
+fn describe_json_error(error: &serde_json::Error, body: &[u8]) -> String {
+    let start: String = String::from_utf8_lossy(&body[..body.len().min(60)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{error} (body starts with {:?})", start.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_stay_on_the_configured_host() {
+        let client = HubClient::new(
+            reqwest::Client::new(),
+            HubOptions {
+                base_url: "http://127.0.0.1:9999/mirror".into(),
+                ..HubOptions::default()
+            },
+        )
+        .expect("valid");
+        let url = client
+            .same_origin(
+                "https://hub.docker.com/v2/namespaces/acme/repositories?page=2&page_size=100",
+            )
+            .expect("valid");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9999/v2/namespaces/acme/repositories?page=2&page_size=100"
+        );
+        let repo = client
+            .url("v2/namespaces/library/repositories/httpd")
+            .expect("valid");
+        assert_eq!(
+            repo.as_str(),
+            "http://127.0.0.1:9999/mirror/v2/namespaces/library/repositories/httpd"
+        );
+    }
+
+    #[test]
+    fn json_errors_show_the_start_of_the_body() {
+        let body = b"<!DOCTYPE html>\n<html><body>Too Many Requests</body></html>";
+        let error = serde_json::from_slice::<serde_json::Value>(body).unwrap_err();
+        let text = describe_json_error(&error, body);
+        assert!(text.contains("<!DOCTYPE html> <html>"), "{text}");
+    }
+
+    #[test]
+    fn rate_limit_gate_keeps_the_latest_time() {
+        let gate = RateLimitGate::default();
+        assert_eq!(gate.wait(), None);
+        gate.hold_until(Instant::now() + Duration::from_secs(5));
+        gate.hold_until(Instant::now() + Duration::from_secs(1));
+        assert!(gate.wait().is_some_and(|w| w > Duration::from_secs(4)));
+    }
+}

@@ -1,0 +1,330 @@
+//! The one-shot local mode: the same run as the Lambda, with settings from
+//! flags and environment instead of SSM, so it works without an AWS account.
+//! Without `--es-url` it indexes nothing and prints the documents as NDJSON.
+
+use crate::config::{Environment, Settings, SsmParameterStore, SsmSettings};
+use crate::hub::{HubClient, HubOptions};
+use crate::retry::Deadline;
+use crate::run::{Action, Job, Request, Summary};
+use crate::{Error, document::RunTime};
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// What the seed article tracked; shown when no `--images` are given.
+pub const DEFAULT_IMAGES: [&str; 3] = ["httpd", "library/mysql", "radoondas/netatmobeat"];
+
+pub const USAGE: &str = "\
+docker-pulls: record Docker Hub pull statistics in Elasticsearch.
+
+In AWS Lambda (AWS_LAMBDA_RUNTIME_API set, no arguments) it serves events and
+reads its settings from SSM. Anywhere else it runs once:
+
+usage: docker-pulls [run] [options]
+
+  --images LIST     image references, separated by commas or spaces; may repeat
+                    (default: httpd library/mysql radoondas/netatmobeat)
+  --es-url URL      index into this Elasticsearch; without it, print the
+                    documents as NDJSON and index nothing
+  --index PREFIX    index prefix, documents go to PREFIX-<yyyy> (default docker-pulls)
+  --pipeline NAME   ingest pipeline, `none` to disable (default docker-hub-pulls)
+  --time RFC3339    the run's timestamp (default: now)
+  --dry-run         fetch and print the documents, index nothing
+  --setup           install the ingest pipeline and index template, then exit
+  --ssm             read the settings from SSM under SSM_PREFIX instead of flags
+  -h, --help        this text
+
+environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
+credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
+token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda.
+";
+
+/// The parsed command line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub images: Vec<String>,
+    pub es_url: Option<String>,
+    pub index: Option<String>,
+    pub pipeline: Option<String>,
+    pub time: Option<String>,
+    pub dry_run: bool,
+    pub setup: bool,
+    pub ssm: bool,
+    pub help: bool,
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut options = Options::default();
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut first = true;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(command) if first && command == "run" => {}
+            Long("images") | Long("image") => {
+                let list = parser.value()?.string()?;
+                options
+                    .images
+                    .extend(crate::image_ref::split_list(&list).map(str::to_owned));
+            }
+            Long("es-url") => options.es_url = Some(parser.value()?.string()?),
+            Long("index") => options.index = Some(parser.value()?.string()?),
+            Long("pipeline") => options.pipeline = Some(parser.value()?.string()?),
+            Long("time") => options.time = Some(parser.value()?.string()?),
+            Long("dry-run") => options.dry_run = true,
+            Long("setup") => options.setup = true,
+            Long("ssm") => options.ssm = true,
+            Short('h') | Long("help") => options.help = true,
+            _ => return Err(arg.unexpected()),
+        }
+        first = false;
+    }
+    Ok(options)
+}
+
+/// Builds settings from flags and `var` (the process environment).
+pub fn settings_from_options(
+    options: &Options,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, Error> {
+    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let images = if options.images.is_empty() {
+        DEFAULT_IMAGES.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        options.images.clone()
+    };
+    // Reuse the SSM rules (URL checks, Cloud ID, credential pairs) by
+    // presenting flags and environment as parameters.
+    let mut parameters = std::collections::BTreeMap::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value {
+            parameters.insert(key.to_owned(), value);
+        }
+    };
+    put("images", Some(images.join(",")));
+    put("elasticsearch/url", options.es_url.clone());
+    put("elasticsearch/index", options.index.clone());
+    put("elasticsearch/pipeline", options.pipeline.clone());
+    put("elasticsearch/api_key", var("ES_API_KEY"));
+    put("elasticsearch/username", var("ES_USERNAME"));
+    put("elasticsearch/password", var("ES_PASSWORD"));
+    put("dockerhub/username", var("DOCKERHUB_USERNAME"));
+    put("dockerhub/token", var("DOCKERHUB_TOKEN"));
+    let needs = crate::config::Needs {
+        images: true,
+        elasticsearch: options.setup,
+    };
+    Settings::from_parameters("(local)", &parameters, needs).map_err(|error| match error {
+        // Name the flag or variable, not an SSM parameter.
+        Error::MissingParameter { name, hint } => Error::MissingParameter {
+            name: local_name(&name),
+            hint,
+        },
+        Error::InvalidParameter { name, reason } => Error::InvalidParameter {
+            name: local_name(&name),
+            reason,
+        },
+        other => other,
+    })
+}
+
+fn local_name(parameter: &str) -> String {
+    match parameter.trim_start_matches("(local)/") {
+        "elasticsearch/url" => "--es-url",
+        "elasticsearch/index" => "--index",
+        "elasticsearch/pipeline" => "--pipeline",
+        "elasticsearch/username" => "ES_USERNAME",
+        "elasticsearch/password" => "ES_PASSWORD",
+        "dockerhub/username" => "DOCKERHUB_USERNAME",
+        "dockerhub/token" => "DOCKERHUB_TOKEN",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// Runs once from the command line; the process's exit code.
+pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) -> ExitCode {
+    let options = match parse_args(args) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("error: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if options.help {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(&options, &env, http).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Result<(), Error> {
+    let hub = HubClient::new(
+        http.clone(),
+        HubOptions {
+            base_url: env.hub_url.clone(),
+            concurrency: env.hub_concurrency,
+            ..HubOptions::default()
+        },
+    )
+    .map_err(|reason| Error::InvalidEnvironment {
+        name: "DOCKER_HUB_URL",
+        reason,
+    })?;
+    let time = options
+        .time
+        .as_deref()
+        .map(RunTime::parse)
+        .transpose()
+        .map_err(|e| Error::InvalidEvent(e.to_string()))?;
+    let request = Request {
+        action: if options.setup {
+            Action::Setup
+        } else {
+            Action::Run
+        },
+        time,
+        images: (!options.images.is_empty()).then(|| options.images.clone()),
+        dry_run: options.dry_run || (options.es_url.is_none() && !options.ssm),
+    };
+    // Generous: a local run is not bounded by a Lambda timeout.
+    let deadline = Deadline::after(Duration::from_secs(15 * 60));
+
+    if options.ssm {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
+        let job = Job::new(SsmSettings::new(store, env.ssm_prefix.clone()), hub, http);
+        return finish(&job, &request, deadline).await;
+    }
+    let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
+    let job = Job::new(settings, hub, http);
+    finish(&job, &request, deadline).await
+}
+
+async fn finish<S: crate::config::SettingsSource>(
+    job: &Job<S>,
+    request: &Request,
+    deadline: Deadline,
+) -> Result<(), Error> {
+    if request.action == Action::Setup {
+        let response = job
+            .handle(&serde_json::json!({"action": "setup"}), deadline)
+            .await?;
+        println!("{response:#}");
+        return Ok(());
+    }
+    let summary = job.run(request, deadline).await?;
+    print_summary(summary);
+    Ok(())
+}
+
+/// Documents (dry run) go to stdout as NDJSON; the summary goes to stdout
+/// after a real run, to stderr after a dry run so the NDJSON stays clean.
+fn print_summary(mut summary: Summary) {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match summary.documents.take() {
+        Some(documents) => {
+            for document in &documents {
+                if serde_json::to_writer(&mut out, document).is_err()
+                    || out.write_all(b"\n").is_err()
+                {
+                    return;
+                }
+            }
+            let _ = out.flush();
+            eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DEFAULT_PIPELINE, EsAuth, HubCredentials, Secret};
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn flags_parse() {
+        let options = parse_args(args(&[
+            "run",
+            "--images",
+            "httpd, radoondas/*",
+            "--image=acme/app",
+            "--es-url",
+            "http://localhost:9200",
+            "--index",
+            "pulls",
+            "--pipeline",
+            "none",
+            "--time",
+            "2026-11-27T18:35:00Z",
+            "--dry-run",
+        ]))
+        .expect("valid");
+        assert_eq!(options.images, ["httpd", "radoondas/*", "acme/app"]);
+        assert_eq!(options.es_url.as_deref(), Some("http://localhost:9200"));
+        assert_eq!(options.index.as_deref(), Some("pulls"));
+        assert_eq!(options.pipeline.as_deref(), Some("none"));
+        assert!(options.dry_run && !options.setup && !options.ssm);
+        assert!(parse_args(args(&["--bogus"])).is_err());
+        assert!(parse_args(args(&["--es-url"])).is_err());
+        assert!(parse_args(args(&["-h"])).expect("valid").help);
+    }
+
+    #[test]
+    fn settings_default_to_the_seed_images_and_credentials_from_env() {
+        let options = parse_args(args(&["--es-url", "https://es.example.com"])).expect("valid");
+        let settings = settings_from_options(&options, |name| match name {
+            "ES_API_KEY" => Some("a2V5OnNlY3JldA==".into()),
+            "DOCKERHUB_USERNAME" => Some("acme".into()),
+            "DOCKERHUB_TOKEN" => Some("dckr_pat_x".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(settings.images, DEFAULT_IMAGES);
+        let es = settings.elasticsearch.expect("es");
+        assert_eq!(es.auth, EsAuth::ApiKey(Secret::new("a2V5OnNlY3JldA==")));
+        assert_eq!(es.pipeline.as_deref(), Some(DEFAULT_PIPELINE));
+        assert_eq!(
+            settings.hub_credentials,
+            Some(HubCredentials {
+                username: "acme".into(),
+                token: Secret::new("dckr_pat_x")
+            })
+        );
+    }
+
+    #[test]
+    fn local_errors_name_flags_and_variables() {
+        let options = parse_args(args(&["--setup"])).expect("valid");
+        let error = settings_from_options(&options, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--es-url"), "{error}");
+        let options = parse_args(args(&["--es-url", "http://es:9200"])).expect("valid");
+        let error =
+            settings_from_options(&options, |n| (n == "ES_USERNAME").then(|| "elastic".into()))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("ES_PASSWORD"), "{error}");
+    }
+}
