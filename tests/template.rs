@@ -300,6 +300,12 @@ fn function_environment_and_json_logging() {
 
     let logging = t.function_prop("LoggingConfig");
     assert_eq!(logging["LogFormat"], "JSON");
+    // platform.report (duration, memory: the sizing and cost figures) is INFO.
+    let system = &logging["SystemLogLevel"];
+    assert!(
+        system.is_null() || system == "INFO" || system == "DEBUG",
+        "SystemLogLevel {system} drops the platform.report lines"
+    );
 }
 
 #[test]
