@@ -4,5 +4,6 @@
 
 pub mod fake_es;
 pub mod fake_hub;
+pub mod harness;
 pub mod ingest;
 pub mod moto;
