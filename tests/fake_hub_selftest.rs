@@ -409,6 +409,11 @@ async fn a_delay_beyond_the_client_timeout_times_out() {
 
     let err = http.get(&url).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
+    // The client hung up: the request must stop counting as in flight long
+    // before the 3 s delay ends, or concurrency assertions after a timeout
+    // would be inflated.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hub.in_flight(), 0);
     let response = http.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
