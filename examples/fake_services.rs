@@ -9,8 +9,9 @@
 //! It serves the fake Docker Hub with `--repos` synthetic repositories
 //! `<namespace>/repo-00001`… plus the fixture repositories (`library/httpd`,
 //! `library/mysql`, `radoondas/netatmobeat` and the six of `radoondas/*`), each
-//! answer delayed by `--latency-ms`, and the fake Elasticsearch. Port 0 picks
-//! a free port. When both listen it prints one JSON line to stdout:
+//! answer delayed by `--latency-ms`, and the fake Elasticsearch (open to
+//! anyone, or requiring `Authorization: ApiKey <ENCODED>` with
+//! `--es-api-key ENCODED`). Port 0 picks a free port. When both listen it prints one JSON line to stdout:
 //!
 //! ```text
 //! {"hub":"http://127.0.0.1:P","es":"http://127.0.0.1:Q"}
@@ -25,13 +26,19 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::{io::Write as _, os::unix::fs::FileTypeExt as _, process::ExitCode, time::Duration};
+use std::{
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::fs::FileTypeExt as _,
+    process::ExitCode,
+    time::Duration,
+};
 
 use serde_json::json;
-use support::fake_hub::FakeHub;
+use support::{fake_es::FakeEs, fake_hub::FakeHub};
 
 const USAGE: &str = "usage: fake_services [--hub-port P] [--es-port Q] [--repos N] \
-                     [--latency-ms L] [--namespace NS]";
+                     [--latency-ms L] [--namespace NS] [--es-api-key ENCODED]";
 
 struct Args {
     hub_port: u16,
@@ -39,6 +46,7 @@ struct Args {
     repos: usize,
     latency_ms: u64,
     namespace: String,
+    es_api_key: Option<String>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -50,6 +58,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         repos: 0,
         latency_ms: 0,
         namespace: "bench".to_owned(),
+        es_api_key: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -59,6 +68,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("repos") => args.repos = parser.value()?.parse()?,
             Long("latency-ms") => args.latency_ms = parser.value()?.parse()?,
             Long("namespace") => args.namespace = parser.value()?.string()?,
+            Long("es-api-key") => args.es_api_key = Some(parser.value()?.string()?),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -93,14 +103,23 @@ async fn main() -> ExitCode {
     hub.add_synthetic_repos(&args.namespace, args.repos);
     hub.set_latency(Duration::from_millis(args.latency_ms));
 
-    // TODO: start the fake Elasticsearch on `args.es_port` once
-    // tests/support/fake_es.rs exposes `FakeEs::start_on(port)`; until then
-    // only the hub runs and `es` is null.
-    let es_url: Option<String> = None;
-    let _ = args.es_port;
+    let es_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.es_port));
+    let es = match FakeEs::start_on(es_addr).await {
+        Ok(es) => es,
+        Err(err) => {
+            eprintln!(
+                "fake_services: fake Elasticsearch on port {}: {err}",
+                args.es_port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(key) = &args.es_api_key {
+        es.require_api_key(key);
+    }
 
     // Written by hand to keep the documented key order (`hub` first).
-    let ready = format!(r#"{{"hub":{},"es":{}}}"#, json!(hub.url()), json!(es_url));
+    let ready = format!(r#"{{"hub":{},"es":{}}}"#, json!(hub.url()), json!(es.url()));
     let mut stdout = std::io::stdout().lock();
     if writeln!(stdout, "{ready}")
         .and_then(|()| stdout.flush())
