@@ -257,60 +257,19 @@ fn contract_doc(timestamp: &str, namespace: &str, name: &str, pulls: u64, stars:
 /// The tag of our pipeline's only `script` processor.
 const COUNTS_SCRIPT_TAG: &str = "docker-pulls-counts-to-long";
 
-/// Runs our pipeline and fails the test with the ingest error if any.
-///
-/// The fake refuses Painless, so the processors around the one script run
-/// through the fake, and the script's effect is applied here in its place:
-/// a float count becomes the nearest integer (`Math.round`), anything else
-/// is left as it is. This stands in for Painless; it does not check it. Run
-/// `_simulate` on a real cluster to check the script itself (see
-/// docs/elasticsearch.md).
+/// Runs our pipeline through the fake's ingest engine and fails the test
+/// with the ingest error if any. The engine runs the one Painless script by
+/// a Rust model matched on its exact source (see `MODELLED_SCRIPTS` in
+/// tests/support/ingest.rs); `_simulate` on a real cluster checks the
+/// Painless itself (docs/elasticsearch.md).
 fn ingest(mut doc: Value) -> Value {
-    let mut pending = Vec::new();
-    for processor in pipeline()["processors"].as_array().unwrap() {
-        match processor.get("script") {
-            Some(script) => {
-                run_processors(&mut pending, &mut doc);
-                assert_eq!(script["tag"], COUNTS_SCRIPT_TAG, "unknown script");
-                counts_to_long(&mut doc);
-            }
-            None => pending.push(processor.clone()),
-        }
-    }
-    run_processors(&mut pending, &mut doc);
-    doc
-}
-
-fn run_processors(pending: &mut Vec<Value>, doc: &mut Value) {
-    if pending.is_empty() {
-        return;
-    }
-    let pipeline = json!({ "processors": std::mem::take(pending) });
-    if let Err(failure) = run_pipeline(&pipeline, doc) {
+    if let Err(failure) = run_pipeline(&pipeline(), &mut doc) {
         panic!(
             "pipeline failed: [{}] {}",
             failure.error_type, failure.reason
         );
     }
-}
-
-/// What the `docker-pulls-counts-to-long` script does to `ctx`.
-fn counts_to_long(doc: &mut Value) {
-    let Some(hub) = doc
-        .pointer_mut("/http/docker_hub")
-        .and_then(Value::as_object_mut)
-    else {
-        return;
-    };
-    for field in ["pull_count", "star_count", "collaborator_count"] {
-        if let Some(count) = hub
-            .get(field)
-            .filter(|v| v.is_f64())
-            .and_then(Value::as_f64)
-        {
-            hub.insert(field.to_string(), json!(count.round() as i64));
-        }
-    }
+    doc
 }
 
 /// Every leaf of a document, as dotted path -> value.

@@ -8,12 +8,17 @@ use docker_pulls::Error;
 use docker_pulls::retry::Deadline;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::fake_hub::{Fault, FakeHub, RateLimit, RequestKind, unix_now, unused_local_url};
+use support::fake_hub::{FakeHub, Fault, RateLimit, RequestKind, unix_now, unused_local_url};
 use support::harness::{self, LogCapture};
 
 /// A dry run of `images` against `hub`; the summary as JSON.
 async fn dry_run(hub: &FakeHub, images: &[&str]) -> Result<Value, Error> {
-    dry_run_with(harness::quick_hub_options(hub.url()), images, harness::deadline()).await
+    dry_run_with(
+        harness::quick_hub_options(hub.url()),
+        images,
+        harness::deadline(),
+    )
+    .await
 }
 
 async fn dry_run_with(
@@ -36,7 +41,11 @@ fn repositories(summary: &Value) -> Vec<String> {
         .iter()
         .map(|d| {
             let hub = &d["http"]["docker_hub"];
-            format!("{}/{}", hub["namespace"].as_str().unwrap_or("?"), hub["name"].as_str().unwrap_or("?"))
+            format!(
+                "{}/{}",
+                hub["namespace"].as_str().unwrap_or("?"),
+                hub["name"].as_str().unwrap_or("?")
+            )
         })
         .collect()
 }
@@ -46,7 +55,12 @@ fn failed(summary: &Value) -> Vec<(String, String)> {
         .as_array()
         .map(|list| {
             list.iter()
-                .map(|f| (f["image"].as_str().unwrap_or("").to_owned(), f["reason"].as_str().unwrap_or("").to_owned()))
+                .map(|f| {
+                    (
+                        f["image"].as_str().unwrap_or("").to_owned(),
+                        f["reason"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -58,7 +72,13 @@ async fn references_as_people_write_them_become_one_document_per_repository() {
     hub.add_fixture_repos();
     let summary = dry_run(
         &hub,
-        &["httpd", "library/mysql", "docker.io/radoondas/netatmobeat:latest", "radoondas/*", "library/httpd:2.4"],
+        &[
+            "httpd",
+            "library/mysql",
+            "docker.io/radoondas/netatmobeat:latest",
+            "radoondas/*",
+            "library/httpd:2.4",
+        ],
     )
     .await
     .expect("run succeeds");
@@ -95,8 +115,16 @@ async fn references_as_people_write_them_become_one_document_per_repository() {
     assert_eq!(hub.count_kind(RequestKind::Listing), 1);
     assert_eq!(hub.deprecated_hits(), 0);
     let agent = format!("docker-pulls/{}", env!("CARGO_PKG_VERSION"));
-    assert!(hub.requests().iter().all(|r| r.user_agent() == Some(agent.as_str())));
-    assert!(hub.requests_to(&FakeHub::listing_path("radoondas"))[0].path.contains("page_size=100"));
+    assert!(
+        hub.requests()
+            .iter()
+            .all(|r| r.user_agent() == Some(agent.as_str()))
+    );
+    assert!(
+        hub.requests_to(&FakeHub::listing_path("radoondas"))[0]
+            .path
+            .contains("page_size=100")
+    );
 }
 
 #[tokio::test]
@@ -113,10 +141,15 @@ async fn namespace_listing_follows_every_page() {
 async fn invalid_references_are_reported_and_never_sent() {
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
-    let summary = dry_run(&hub, &["UPPER/Case", "a/b/c", "../etc", "httpd"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["UPPER/Case", "a/b/c", "../etc", "httpd"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
     let failed = failed(&summary);
-    assert_eq!(failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["UPPER/Case", "a/b/c", "../etc"]);
+    assert_eq!(
+        failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+        ["UPPER/Case", "a/b/c", "../etc"]
+    );
     assert!(failed[0].1.contains("lowercase"), "{failed:?}");
     assert!(failed[1].1.contains("too many path parts"), "{failed:?}");
     assert!(failed[2].1.contains("invalid path part"), "{failed:?}");
@@ -132,7 +165,9 @@ async fn concurrency_stays_within_the_bound_and_reaches_it() {
     let images: Vec<&str> = images.iter().map(String::as_str).collect();
     let mut options = harness::quick_hub_options(hub.url());
     options.concurrency = 6;
-    let summary = dry_run_with(options, &images, harness::deadline()).await.expect("run succeeds");
+    let summary = dry_run_with(options, &images, harness::deadline())
+        .await
+        .expect("run succeeds");
     assert_eq!(documents(&summary).len(), 60);
     assert_eq!(hub.max_in_flight(), 6);
 }
@@ -144,7 +179,11 @@ async fn rate_limit_retry_after_seconds_is_honoured() {
     hub.fault_repo("library", "httpd", Fault::retry_after(1));
     let started = Instant::now();
     let summary = dry_run(&hub, &["httpd"]).await.expect("run succeeds");
-    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(repositories(&summary), ["library/httpd"]);
     assert_eq!(hub.count(&FakeHub::repo_path("library", "httpd")), 2);
 }
@@ -157,8 +196,16 @@ async fn rate_limit_retry_after_unix_time_is_honoured() {
     let started = Instant::now();
     let summary = dry_run(&hub, &["httpd"]).await.expect("run succeeds");
     // The Unix time is whole seconds: at least one full second passes.
-    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(repositories(&summary), ["library/httpd"]);
 }
 
@@ -179,7 +226,11 @@ async fn rate_limit_reset_pauses_every_request() {
     hub.fault_repo("library", "httpd", Fault::rate_limit_reset(unix_now() + 2));
     let started = Instant::now();
     let summary = dry_run(&hub, &["httpd"]).await.expect("run succeeds");
-    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(repositories(&summary), ["library/httpd"]);
 
     // Remaining 0 on a success also holds back the next requests.
@@ -193,9 +244,15 @@ async fn rate_limit_reset_pauses_every_request() {
     let mut options = harness::quick_hub_options(hub.url());
     options.concurrency = 1;
     let started = Instant::now();
-    let summary = dry_run_with(options, &["httpd", "library/mysql"], harness::deadline()).await.expect("run succeeds");
+    let summary = dry_run_with(options, &["httpd", "library/mysql"], harness::deadline())
+        .await
+        .expect("run succeeds");
     assert_eq!(documents(&summary).len(), 2);
-    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -214,10 +271,22 @@ async fn server_errors_once_then_success() {
 async fn persistent_server_errors_fail_that_image_only() {
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
-    hub.push_faults(&FakeHub::repo_path("library", "mysql"), 10, Fault::status(503));
-    let summary = dry_run(&hub, &["httpd", "mysql"]).await.expect("run succeeds");
+    hub.push_faults(
+        &FakeHub::repo_path("library", "mysql"),
+        10,
+        Fault::status(503),
+    );
+    let summary = dry_run(&hub, &["httpd", "mysql"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
-    assert_eq!(failed(&summary), [("library/mysql".to_owned(), "HTTP 503 after 4 attempt(s)".to_owned())]);
+    assert_eq!(
+        failed(&summary),
+        [(
+            "library/mysql".to_owned(),
+            "HTTP 503 after 4 attempt(s)".to_owned()
+        )]
+    );
     assert_eq!(hub.count(&FakeHub::repo_path("library", "mysql")), 4);
 }
 
@@ -229,21 +298,44 @@ async fn a_slow_response_times_out_and_is_retried() {
     let started = Instant::now();
     let summary = dry_run(&hub, &["httpd"]).await.expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 
-    hub.push_faults(&FakeHub::repo_path("library", "httpd"), 4, Fault::delay(Duration::from_secs(3)));
+    hub.push_faults(
+        &FakeHub::repo_path("library", "httpd"),
+        4,
+        Fault::delay(Duration::from_secs(3)),
+    );
     let error = dry_run(&hub, &["httpd"]).await.unwrap_err().to_string();
-    assert!(error.contains("library/httpd: timed out after 4 attempt(s)"), "{error}");
+    assert!(
+        error.contains("library/httpd: timed out after 4 attempt(s)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn connection_refused_fails_the_run_when_nothing_is_fetched() {
     let url = unused_local_url();
-    let error = dry_run_with(harness::quick_hub_options(&url), &["httpd", "mysql"], harness::deadline())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::NothingFetched { count: 2, .. }), "{error}");
-    assert!(error.to_string().contains("connection failed after 4 attempt(s)"), "{error}");
+    let error = dry_run_with(
+        harness::quick_hub_options(&url),
+        &["httpd", "mysql"],
+        harness::deadline(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(error, Error::NothingFetched { count: 2, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("connection failed after 4 attempt(s)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -262,13 +354,21 @@ async fn html_and_incomplete_json_are_clear_per_image_failures() {
     hub.add_fixture_repos();
     hub.fault_repo("library", "httpd", Fault::html());
     hub.fault_repo("library", "mysql", Fault::missing_pull_count());
-    let summary = dry_run(&hub, &["httpd", "mysql", "radoondas/netatmobeat"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["httpd", "mysql", "radoondas/netatmobeat"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["radoondas/netatmobeat"]);
     let failed = failed(&summary);
     assert_eq!(failed[0].0, "library/httpd");
-    assert!(failed[0].1.starts_with("unexpected response body") && failed[0].1.contains("<"), "{failed:?}");
+    assert!(
+        failed[0].1.starts_with("unexpected response body") && failed[0].1.contains("<"),
+        "{failed:?}"
+    );
     assert_eq!(failed[1].0, "library/mysql");
-    assert!(failed[1].1.contains("missing field `pull_count`"), "{failed:?}");
+    assert!(
+        failed[1].1.contains("missing field `pull_count`"),
+        "{failed:?}"
+    );
     // Not retried: the answer will not get better.
     assert_eq!(hub.count(&FakeHub::repo_path("library", "httpd")), 1);
 }
@@ -278,10 +378,22 @@ async fn a_huge_body_is_cut_off_not_buffered() {
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
     hub.fault_repo("library", "httpd", Fault::huge_body());
-    let summary = dry_run(&hub, &["httpd", "mysql"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["httpd", "mysql"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/mysql"]);
-    assert_eq!(failed(&summary), [("library/httpd".to_owned(), "response body larger than 1048576 bytes".to_owned())]);
-    assert!(hub.huge_body_bytes_sent() < 8 * 1024 * 1024, "{} bytes sent", hub.huge_body_bytes_sent());
+    assert_eq!(
+        failed(&summary),
+        [(
+            "library/httpd".to_owned(),
+            "response body larger than 1048576 bytes".to_owned()
+        )]
+    );
+    assert!(
+        hub.huge_body_bytes_sent() < 8 * 1024 * 1024,
+        "{} bytes sent",
+        hub.huge_body_bytes_sent()
+    );
 }
 
 #[tokio::test]
@@ -290,7 +402,9 @@ async fn a_listing_that_loops_is_stopped() {
     hub.add_synthetic_repos("bench", 250);
     hub.add_fixture_repos();
     hub.loop_listing("bench", 2, 1);
-    let summary = dry_run(&hub, &["bench/*", "httpd"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["bench/*", "httpd"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
     let failed = failed(&summary);
     assert_eq!(failed.len(), 1);
@@ -305,9 +419,14 @@ async fn a_listing_that_loops_is_stopped() {
 async fn a_missing_repository_is_listed_and_the_run_succeeds() {
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
-    let summary = dry_run(&hub, &["httpd", "acme/missing"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["httpd", "acme/missing"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
-    assert_eq!(failed(&summary), [("acme/missing".to_owned(), "404 not found".to_owned())]);
+    assert_eq!(
+        failed(&summary),
+        [("acme/missing".to_owned(), "404 not found".to_owned())]
+    );
     assert_eq!(hub.count(&FakeHub::repo_path("acme", "missing")), 1);
 }
 
@@ -321,29 +440,53 @@ async fn private_repositories_with_a_personal_access_token() {
     hub.require_token("acme", token);
 
     // Without credentials the private repository is not found.
-    let summary = dry_run(&hub, &["acme/secret-app", "httpd"]).await.expect("run succeeds");
+    let summary = dry_run(&hub, &["acme/secret-app", "httpd"])
+        .await
+        .expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
 
     // With them it is fetched with the exchanged bearer token.
-    let settings = harness::with_hub_token(harness::settings(&["acme/secret-app", "httpd"], None), "acme", token);
+    let settings = harness::with_hub_token(
+        harness::settings(&["acme/secret-app", "httpd"], None),
+        "acme",
+        token,
+    );
     let job = harness::job(settings, harness::quick_hub_options(hub.url()));
     let request = harness::request(json!({"dry_run": true}));
-    let summary = serde_json::to_value(job.run(&request, harness::deadline()).await.expect("run succeeds")).expect("json");
+    let summary = serde_json::to_value(
+        job.run(&request, harness::deadline())
+            .await
+            .expect("run succeeds"),
+    )
+    .expect("json");
     assert_eq!(repositories(&summary), ["acme/secret-app", "library/httpd"]);
     let issued = hub.issued_tokens();
     assert_eq!(issued.len(), 1);
     let private = hub.requests_to(&FakeHub::repo_path("acme", "secret-app"));
-    assert_eq!(private.last().and_then(|r| r.header("authorization")), Some(format!("Bearer {}", issued[0]).as_str()));
+    assert_eq!(
+        private.last().and_then(|r| r.header("authorization")),
+        Some(format!("Bearer {}", issued[0]).as_str())
+    );
     assert_eq!(hub.count_kind(RequestKind::Auth), 1);
 
     // A wrong token fails the run with a clear error that does not show it.
-    let settings = harness::with_hub_token(harness::settings(&["httpd"], None), "acme", "dckr_pat_wrong_value");
+    let settings = harness::with_hub_token(
+        harness::settings(&["httpd"], None),
+        "acme",
+        "dckr_pat_wrong_value",
+    );
     let job = harness::job(settings, harness::quick_hub_options(hub.url()));
     let error = job.run(&request, harness::deadline()).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::HubAuth { .. }), "{message}");
-    assert!(message.contains("\"acme\"") && message.contains("401"), "{message}");
-    logs.assert_no_secrets(&[token, "dckr_pat_wrong_value", &issued[0]], &[&message, &summary.to_string()]);
+    assert!(
+        message.contains("\"acme\"") && message.contains("401"),
+        "{message}"
+    );
+    logs.assert_no_secrets(
+        &[token, "dckr_pat_wrong_value", &issued[0]],
+        &[&message, &summary.to_string()],
+    );
 }
 
 #[tokio::test]
@@ -359,9 +502,18 @@ async fn the_deadline_stops_waiting_and_reports_what_is_missing() {
     )
     .await
     .expect("run succeeds");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(repositories(&summary), ["library/mysql"]);
     let failed = failed(&summary);
     assert_eq!(failed[0].0, "library/httpd");
-    assert!(failed[0].1.contains("stopped before the invocation deadline"), "{failed:?}");
+    assert!(
+        failed[0]
+            .1
+            .contains("stopped before the invocation deadline"),
+        "{failed:?}"
+    );
 }

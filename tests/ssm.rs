@@ -5,7 +5,9 @@ mod support;
 
 use aws_sdk_ssm::types::ParameterType;
 use docker_pulls::Error;
-use docker_pulls::config::{EsAuth, Needs, ParameterStore, SettingsSource, SsmParameterStore, SsmSettings};
+use docker_pulls::config::{
+    EsAuth, Needs, ParameterStore, SettingsSource, SsmParameterStore, SsmSettings,
+};
 use docker_pulls::run::Job;
 use serde_json::json;
 use support::fake_hub::{FakeHub, unused_local_url};
@@ -22,27 +24,74 @@ async fn secure_strings_are_decrypted_and_every_page_is_read() {
     // 15 parameters first, so the ones that matter are past the first page
     // (GetParametersByPath returns at most 10).
     for i in 0..15 {
-        moto.put(&format!("/docker-pulls/notes/n{i:02}"), "x", ParameterType::String).await;
+        moto.put(
+            &format!("/docker-pulls/notes/n{i:02}"),
+            "x",
+            ParameterType::String,
+        )
+        .await;
     }
-    moto.put("/docker-pulls/images", "httpd,library/mysql", ParameterType::StringList).await;
-    moto.put("/docker-pulls/elasticsearch/url", "https://es.example.com:9243", ParameterType::String).await;
-    moto.put("/docker-pulls/elasticsearch/api_key", "c2VjcmV0LWlkOnNlY3JldC1rZXk=", ParameterType::SecureString).await;
-    moto.put("/docker-pulls/dockerhub/username", "acme", ParameterType::String).await;
-    moto.put("/docker-pulls/dockerhub/token", "dckr_pat_moto", ParameterType::SecureString).await;
+    moto.put(
+        "/docker-pulls/images",
+        "httpd,library/mysql",
+        ParameterType::StringList,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/elasticsearch/url",
+        "https://es.example.com:9243",
+        ParameterType::String,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/elasticsearch/api_key",
+        "c2VjcmV0LWlkOnNlY3JldC1rZXk=",
+        ParameterType::SecureString,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/dockerhub/username",
+        "acme",
+        ParameterType::String,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/dockerhub/token",
+        "dckr_pat_moto",
+        ParameterType::SecureString,
+    )
+    .await;
     // Another prefix is not read.
-    moto.put("/other/images", "nginx", ParameterType::String).await;
+    moto.put("/other/images", "nginx", ParameterType::String)
+        .await;
 
-    let parameters = store(&moto).await.parameters_by_path("/docker-pulls").await.expect("readable");
+    let parameters = store(&moto)
+        .await
+        .parameters_by_path("/docker-pulls")
+        .await
+        .expect("readable");
     assert_eq!(parameters.len(), 20);
-    assert_eq!(parameters["elasticsearch/api_key"], "c2VjcmV0LWlkOnNlY3JldC1rZXk=");
+    assert_eq!(
+        parameters["elasticsearch/api_key"],
+        "c2VjcmV0LWlkOnNlY3JldC1rZXk="
+    );
 
-    let settings = SsmSettings::new(store(&moto).await, "/docker-pulls").load(Needs::ALL).await.expect("valid");
+    let settings = SsmSettings::new(store(&moto).await, "/docker-pulls")
+        .load(Needs::ALL)
+        .await
+        .expect("valid");
     assert_eq!(settings.images, ["httpd", "library/mysql"]);
     let es = settings.elasticsearch.expect("es");
     assert_eq!(es.url, "https://es.example.com:9243");
-    assert_eq!(es.auth.header_value().as_deref(), Some("ApiKey c2VjcmV0LWlkOnNlY3JldC1rZXk="));
+    assert_eq!(
+        es.auth.header_value().as_deref(),
+        Some("ApiKey c2VjcmV0LWlkOnNlY3JldC1rZXk=")
+    );
     assert!(matches!(es.auth, EsAuth::ApiKey(_)));
-    assert_eq!(settings.hub_credentials.expect("hub").token.expose(), "dckr_pat_moto");
+    assert_eq!(
+        settings.hub_credentials.expect("hub").token.expose(),
+        "dckr_pat_moto"
+    );
 }
 
 #[tokio::test]
@@ -54,18 +103,31 @@ async fn missing_and_empty_parameters_are_named_in_full() {
     assert!(matches!(error, Error::MissingParameter { .. }));
     assert!(error.to_string().contains("/team/pulls/images"), "{error}");
 
-    moto.put("/team/pulls/images", " , ", ParameterType::StringList).await;
+    moto.put("/team/pulls/images", " , ", ParameterType::StringList)
+        .await;
     let error = source.load(Needs::ALL).await.unwrap_err();
     assert!(error.to_string().contains("/team/pulls/images"), "{error}");
 
-    moto.put("/team/pulls/images", "httpd", ParameterType::String).await;
+    moto.put("/team/pulls/images", "httpd", ParameterType::String)
+        .await;
     let error = source.load(Needs::ALL).await.unwrap_err();
-    assert!(error.to_string().contains("/team/pulls/elasticsearch/url"), "{error}");
+    assert!(
+        error.to_string().contains("/team/pulls/elasticsearch/url"),
+        "{error}"
+    );
 
-    moto.put("/team/pulls/elasticsearch/url", "not a url", ParameterType::String).await;
+    moto.put(
+        "/team/pulls/elasticsearch/url",
+        "not a url",
+        ParameterType::String,
+    )
+    .await;
     let error = source.load(Needs::ALL).await.unwrap_err();
     assert!(matches!(error, Error::InvalidParameter { .. }));
-    assert!(error.to_string().contains("/team/pulls/elasticsearch/url"), "{error}");
+    assert!(
+        error.to_string().contains("/team/pulls/elasticsearch/url"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -73,15 +135,22 @@ async fn a_string_list_with_blank_entries_runs_the_real_entries() {
     let moto = Moto::start().await;
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
-    moto.put("/docker-pulls/images", "httpd,,library/mysql, ,radoondas/netatmobeat", ParameterType::StringList)
-        .await;
+    moto.put(
+        "/docker-pulls/images",
+        "httpd,,library/mysql, ,radoondas/netatmobeat",
+        ParameterType::StringList,
+    )
+    .await;
     let job = Job::new(
         SsmSettings::new(store(&moto).await, "/docker-pulls"),
         harness::hub_client(harness::quick_hub_options(hub.url())),
         docker_pulls::http_client().expect("http"),
     );
     let summary = job
-        .run(&harness::request(json!({"dry_run": true})), harness::deadline())
+        .run(
+            &harness::request(json!({"dry_run": true})),
+            harness::deadline(),
+        )
         .await
         .expect("a dry run needs no Elasticsearch");
     assert_eq!(summary.requested, 3);
@@ -92,14 +161,22 @@ async fn a_string_list_with_blank_entries_runs_the_real_entries() {
 #[tokio::test]
 async fn an_unreachable_ssm_is_a_clear_error() {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new("test", "test", None, None, "test"))
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
         .region(aws_sdk_ssm::config::Region::new("us-east-1"))
         .endpoint_url(unused_local_url())
         .load()
         .await;
-    let source = SsmSettings::new(SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)), "/docker-pulls");
+    let source = SsmSettings::new(
+        SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)),
+        "/docker-pulls",
+    );
     let error = source.load(Needs::ALL).await.unwrap_err();
     assert!(matches!(error, Error::Ssm { .. }));
     let message = error.to_string();
-    assert!(message.starts_with("could not read SSM parameters under /docker-pulls: "), "{message}");
+    assert!(
+        message.starts_with("could not read SSM parameters under /docker-pulls: "),
+        "{message}"
+    );
 }

@@ -147,6 +147,41 @@ enum Kind {
     Fail {
         message: String,
     },
+    /// A `script` processor whose Painless source is one the fake has a Rust
+    /// model of (see [`MODELLED_SCRIPTS`]).
+    ModelledScript {
+        model: fn(&mut Value),
+    },
+}
+
+/// Painless scripts the fake can run, each by a Rust model of what it does,
+/// matched on the exact source text: editing the script in
+/// elasticsearch/pipeline.json makes the fake refuse it until the model is
+/// updated too. Nothing here checks the Painless itself; `_simulate` on a
+/// real cluster does (docs/elasticsearch.md).
+const MODELLED_SCRIPTS: &[(&str, fn(&mut Value))] = &[(COUNTS_TO_LONG_SOURCE, counts_to_long)];
+
+/// The source of our pipeline's `docker-pulls-counts-to-long` script.
+const COUNTS_TO_LONG_SOURCE: &str = "def http = ctx.get('http'); if (http instanceof Map) { def hub = http.get('docker_hub'); if (hub instanceof Map) { for (def f : ['pull_count', 'star_count', 'collaborator_count']) { def v = hub.get(f); if (v instanceof Double || v instanceof Float) { hub.put(f, Math.round(((Number) v).doubleValue())); } } } }";
+
+/// The model of `docker-pulls-counts-to-long`: a float count becomes the
+/// nearest integer (`Math.round`); integers and absent fields are untouched.
+fn counts_to_long(source: &mut Value) {
+    let Some(hub) = source
+        .pointer_mut("/http/docker_hub")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for field in ["pull_count", "star_count", "collaborator_count"] {
+        if let Some(count) = hub
+            .get(field)
+            .filter(|v| v.is_f64())
+            .and_then(Value::as_f64)
+        {
+            hub.insert(field.to_owned(), Value::from(count.round() as i64));
+        }
+    }
 }
 
 impl Kind {
@@ -156,6 +191,7 @@ impl Kind {
             Kind::Set { .. } => "set",
             Kind::Rename { .. } => "rename",
             Kind::Fail { .. } => "fail",
+            Kind::ModelledScript { .. } => "script",
         }
     }
 }
@@ -281,12 +317,18 @@ fn compile_list(property: &str, value: &Value) -> Result<Vec<Processor>, IngestF
 }
 
 fn compile_processor(processor_type: &str, config: &Value) -> Result<Processor, IngestFailure> {
-    if REAL_BUT_UNIMPLEMENTED.contains(&processor_type) {
+    let modelled_script = (processor_type == "script")
+        .then(|| config.get("source").and_then(Value::as_str))
+        .flatten()
+        .and_then(|source| MODELLED_SCRIPTS.iter().find(|(s, _)| *s == source))
+        .map(|(_, model)| *model);
+    if modelled_script.is_none() && REAL_BUT_UNIMPLEMENTED.contains(&processor_type) {
         return Err(IngestFailure::parse(format!(
             "processor [{processor_type}] exists in Elasticsearch but is not implemented by the fake (tests/support/ingest.rs)"
         )));
     }
-    if !matches!(processor_type, "remove" | "set" | "rename" | "fail") {
+    if modelled_script.is_none() && !matches!(processor_type, "remove" | "set" | "rename" | "fail")
+    {
         return Err(IngestFailure::parse(format!(
             "No processor type exists with name [{processor_type}]"
         )));
@@ -398,6 +440,19 @@ fn compile_processor(processor_type: &str, config: &Value) -> Result<Processor, 
         "fail" => Kind::Fail {
             message: config.required_string("message")?,
         },
+        "script" => {
+            config.map.remove("source");
+            if let Some(lang) = config.optional_string("lang")?
+                && lang != "painless"
+            {
+                return Err(IngestFailure::parse(format!(
+                    "script lang [{lang}] is not supported by the fake"
+                )));
+            }
+            Kind::ModelledScript {
+                model: modelled_script.expect("checked above"),
+            }
+        }
         _ => unreachable!("checked above"),
     };
     if !config.map.is_empty() {
@@ -703,6 +758,10 @@ fn execute(kind: &Kind, ctx: &mut Ctx<'_>) -> Result<(), IngestFailure> {
             "fail_processor_exception",
             render(message, ctx)?,
         )),
+        Kind::ModelledScript { model } => {
+            model(ctx.source);
+            Ok(())
+        }
     }
 }
 
