@@ -325,7 +325,7 @@ async fn per_item_429_retries_only_those_items() {
         .expect("run succeeds");
     assert_eq!(summary.indexed, 3);
     assert_eq!(s.es.bulk_request_count(), 3);
-    assert_eq!(s.bulk_ids(1), [id.clone()]);
+    assert_eq!(s.bulk_ids(1), std::slice::from_ref(&id));
     assert_eq!(s.bulk_ids(2), [id]);
     assert_eq!(s.indexed(), expected_documents());
 }

@@ -150,7 +150,7 @@ enum Kind {
     /// A `script` processor whose Painless source is one the fake has a Rust
     /// model of (see [`MODELLED_SCRIPTS`]).
     ModelledScript {
-        model: fn(&mut Value),
+        model: ScriptModel,
     },
 }
 
@@ -159,7 +159,10 @@ enum Kind {
 /// elasticsearch/pipeline.json makes the fake refuse it until the model is
 /// updated too. Nothing here checks the Painless itself; `_simulate` on a
 /// real cluster does (docs/elasticsearch.md).
-const MODELLED_SCRIPTS: &[(&str, fn(&mut Value))] = &[(COUNTS_TO_LONG_SOURCE, counts_to_long)];
+const MODELLED_SCRIPTS: &[(&str, ScriptModel)] = &[(COUNTS_TO_LONG_SOURCE, counts_to_long)];
+
+/// What a modelled script does to the document's source.
+type ScriptModel = fn(&mut Value);
 
 /// The source of our pipeline's `docker-pulls-counts-to-long` script.
 const COUNTS_TO_LONG_SOURCE: &str = "def http = ctx.get('http'); if (http instanceof Map) { def hub = http.get('docker_hub'); if (hub instanceof Map) { for (def f : ['pull_count', 'star_count', 'collaborator_count']) { def v = hub.get(f); if (v instanceof Double || v instanceof Float) { hub.put(f, Math.round(((Number) v).doubleValue())); } } } }";
