@@ -1,0 +1,283 @@
+//! The whole handler as Lambda runs it: events from events/, settings from
+//! SSM on moto, the fake Docker Hub and the strict fake Elasticsearch.
+
+mod support;
+
+use aws_sdk_ssm::types::ParameterType;
+use docker_pulls::config::{SsmParameterStore, SsmSettings};
+use docker_pulls::run::Job;
+use serde_json::{Value, json};
+use support::fake_es::FakeEs;
+use support::fake_hub::FakeHub;
+use support::harness::{self, LogCapture};
+use support::moto::Moto;
+
+const API_KEY: &str = "Zm9vYmFyOmZha2Utc2VjcmV0LWtleS0xMjM0NQ==";
+const HUB_TOKEN: &str = "dckr_pat_e2e_secret_value";
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("event file")).expect("event JSON")
+}
+
+struct Stack {
+    moto: Moto,
+    hub: FakeHub,
+    es: FakeEs,
+    job: Job<SsmSettings<SsmParameterStore>>,
+}
+
+/// SSM holds what the README tells users to put there.
+async fn stack(images: &str) -> Stack {
+    let moto = Moto::start().await;
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    hub.add_private_repo("acme", "private-app", 1234, 5);
+    hub.require_token("acme", HUB_TOKEN);
+    let es = FakeEs::start().await;
+    es.require_api_key(API_KEY);
+
+    moto.put("/docker-pulls/images", images, ParameterType::StringList)
+        .await;
+    moto.put(
+        "/docker-pulls/elasticsearch/url",
+        &es.url(),
+        ParameterType::String,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/elasticsearch/api_key",
+        API_KEY,
+        ParameterType::SecureString,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/dockerhub/username",
+        "acme",
+        ParameterType::String,
+    )
+    .await;
+    moto.put(
+        "/docker-pulls/dockerhub/token",
+        HUB_TOKEN,
+        ParameterType::SecureString,
+    )
+    .await;
+
+    let job = Job::new(
+        SsmSettings::new(
+            SsmParameterStore::new(moto.ssm_client().await),
+            "/docker-pulls",
+        ),
+        harness::hub_client(harness::quick_hub_options(hub.url())),
+        docker_pulls::http_client().expect("http"),
+    )
+    .with_bulk_options(harness::quick_bulk_options());
+    Stack { moto, hub, es, job }
+}
+
+#[tokio::test]
+async fn scheduled_event_indexes_every_repository_once_and_a_retry_adds_nothing() {
+    let (logs, _guard) = LogCapture::start();
+    let s = stack("httpd, library/mysql\nradoondas/*\nacme/private-app\nUPPER/Case").await;
+    let scheduled = event("scheduled.json");
+
+    let response = s
+        .job
+        .handle(&scheduled, harness::deadline())
+        .await
+        .expect("run succeeds");
+    assert_eq!(response["index"], "docker-pulls-2026");
+    assert_eq!(response["timestamp"], "2026-11-27T18:35:00Z");
+    assert_eq!(response["indexed"], 9);
+    assert_eq!(response["already_indexed"], 0);
+    assert_eq!(response["requested"], 10);
+    assert_eq!(response["dry_run"], false);
+    assert_eq!(response["failed"][0]["image"], "UPPER/Case");
+    assert!(response.get("documents").is_none());
+
+    let documents = s.es.documents("docker-pulls-2026");
+    assert_eq!(documents.len(), 9);
+    let private =
+        s.es.document("docker-pulls-2026", "acme/private-app@2026-11-27T18:35:00Z");
+    assert_eq!(
+        private,
+        Some(
+            json!({"@timestamp":"2026-11-27T18:35:00Z","http":{"docker_hub":{
+            "namespace":"acme","name":"private-app","pull_count":1234,"star_count":5,"collaborator_count":0}}})
+        )
+    );
+
+    // EventBridge retries the same event: nothing new.
+    let retry = s
+        .job
+        .handle(&scheduled, harness::deadline())
+        .await
+        .expect("retry succeeds");
+    assert_eq!(
+        (retry["indexed"].as_u64(), retry["already_indexed"].as_u64()),
+        (Some(0), Some(9))
+    );
+    assert_eq!(s.es.documents("docker-pulls-2026").len(), 9);
+
+    logs.assert_no_secrets(
+        &[API_KEY, HUB_TOKEN],
+        &[&response.to_string(), &retry.to_string()],
+    );
+    assert!(
+        logs.text().contains("run finished"),
+        "one summary line per run"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_returns_the_documents_and_indexes_nothing() {
+    let s = stack("httpd").await;
+    let response = s
+        .job
+        .handle(&event("dry-run.json"), harness::deadline())
+        .await
+        .expect("dry run succeeds");
+    assert_eq!(response["dry_run"], true);
+    assert_eq!(response["indexed"], 0);
+    let documents = response["documents"].as_array().expect("documents");
+    let names: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d["http"]["docker_hub"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["httpd", "mysql", "netatmobeat"]);
+    assert!(
+        documents
+            .iter()
+            .all(|d| d["@timestamp"] == response["timestamp"])
+    );
+    assert_eq!(s.es.bulk_request_count(), 0);
+    assert!(s.es.all_documents().is_empty());
+}
+
+#[tokio::test]
+async fn setup_event_installs_the_assets() {
+    let s = stack("httpd").await;
+    let response = s
+        .job
+        .handle(&event("setup.json"), harness::deadline())
+        .await
+        .expect("setup succeeds");
+    assert_eq!(response["pipeline"]["result"], "created");
+    assert_eq!(response["index_template"]["result"], "created");
+    assert!(s.es.pipeline("docker-hub-pulls").is_some());
+    // With our pipeline in place, a run is a single request.
+    let run = s
+        .job
+        .handle(&event("manual.json"), harness::deadline())
+        .await
+        .expect("run succeeds");
+    assert_eq!(run["indexed"], 8);
+    assert_eq!(s.es.bulk_request_count(), 1);
+}
+
+#[tokio::test]
+async fn a_404_is_listed_and_the_run_still_succeeds() {
+    let (logs, _guard) = LogCapture::start();
+    let s = stack("httpd acme/missing").await;
+    let response = s
+        .job
+        .handle(
+            &json!({"time": "2026-11-27T18:40:00Z"}),
+            harness::deadline(),
+        )
+        .await
+        .expect("run succeeds");
+    assert_eq!(response["indexed"], 1);
+    assert_eq!(
+        response["failed"],
+        json!([{"image": "acme/missing", "reason": "404 not found"}])
+    );
+    assert!(logs.text().contains("WARN"), "{}", logs.text());
+}
+
+#[tokio::test]
+async fn configuration_and_credential_errors_fail_the_invocation_clearly() {
+    let (logs, _guard) = LogCapture::start();
+    let s = stack("httpd").await;
+
+    s.moto
+        .put(
+            "/docker-pulls/elasticsearch/api_key",
+            "d3Jvbmc6a2V5",
+            ParameterType::SecureString,
+        )
+        .await;
+    let error = s
+        .job
+        .handle(&event("scheduled.json"), harness::deadline())
+        .await
+        .unwrap_err();
+    let diagnostic: lambda_runtime::Diagnostic = error.into();
+    assert_eq!(diagnostic.error_type, "DockerPulls.ElasticsearchAuthError");
+    assert!(
+        diagnostic
+            .error_message
+            .contains("rejected the credentials (401)"),
+        "{}",
+        diagnostic.error_message
+    );
+    assert_eq!(s.es.bulk_request_count(), 1);
+
+    let unknown = s
+        .job
+        .handle(&json!({"action": "reindex"}), harness::deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(unknown).error_type,
+        "DockerPulls.UnknownAction"
+    );
+
+    let s = stack("httpd").await;
+    s.moto
+        .ssm_client()
+        .await
+        .delete_parameter()
+        .name("/docker-pulls/images")
+        .send()
+        .await
+        .expect("deleted");
+    let error = s
+        .job
+        .handle(&event("scheduled.json"), harness::deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "missing SSM parameter /docker-pulls/images (a list of image references such as `httpd, radoondas/*`)"
+    );
+    // The event's own list replaces the parameter.
+    let response = s
+        .job
+        .handle(&json!({"images": ["httpd"]}), harness::deadline())
+        .await
+        .expect("run succeeds");
+    assert_eq!(response["indexed"], 1);
+
+    logs.assert_no_secrets(
+        &[API_KEY, HUB_TOKEN, "d3Jvbmc6a2V5"],
+        &[&diagnostic.error_message],
+    );
+}
+
+#[tokio::test]
+async fn nothing_fetched_fails_the_invocation() {
+    let s = stack("acme/missing").await;
+    let error = s
+        .job
+        .handle(&event("scheduled.json"), harness::deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "not a single image could be fetched (1 failed); first: acme/missing: 404 not found"
+    );
+    assert_eq!(s.es.bulk_request_count(), 0);
+    drop(s.hub);
+}
