@@ -252,6 +252,7 @@ impl BulkSink {
             round += 1;
             let mut next = Vec::new();
             let mut transient = false;
+            let (mut refused, mut first_refusal) = (0, String::new());
             for use_pipeline in [true, false] {
                 let (group, rest): (Vec<Pending>, Vec<Pending>) = pending
                     .into_iter()
@@ -293,7 +294,10 @@ impl BulkSink {
                                 });
                             }
                             ItemOutcome::WithoutPipeline(reason) => {
-                                tracing::info!(id = %ids[position], %reason, "pipeline refused the document; re-sending without it");
+                                refused += 1;
+                                if refused == 1 {
+                                    first_refusal = format!("{}: {reason}", ids[position]);
+                                }
                                 next.push(Pending {
                                     position,
                                     use_pipeline: false,
@@ -306,6 +310,13 @@ impl BulkSink {
                         }
                     }
                 }
+            }
+            if refused > 0 {
+                tracing::info!(
+                    documents = refused,
+                    first = %first_refusal,
+                    "the ingest pipeline refused documents; re-sending them without it"
+                );
             }
             pending = next;
             if pending.is_empty() || round >= self.options.max_rounds {

@@ -26,11 +26,20 @@ impl Deadline {
 
     /// From the Lambda context's deadline (milliseconds since the epoch),
     /// keeping `margin` to build and send the response.
+    ///
+    /// A value before 2001 cannot be an epoch time: `cargo lambda watch`
+    /// sends the function timeout itself (600000), so such a value is taken
+    /// as the budget in milliseconds.
     pub fn from_epoch_millis(deadline_ms: u64, margin: Duration) -> Self {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let budget = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+        const EPOCH_2001_MS: u64 = 978_307_200_000;
+        let budget = if deadline_ms < EPOCH_2001_MS {
+            Duration::from_millis(deadline_ms)
+        } else {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+        };
         Self::after(budget.saturating_sub(margin))
     }
 
@@ -130,7 +139,22 @@ mod tests {
         assert!(deadline.timeout(Duration::from_secs(60)) <= Duration::from_secs(10));
         assert!(deadline.allows(Duration::from_secs(5), Duration::from_secs(1)));
         assert!(!deadline.allows(Duration::from_secs(9), Duration::from_secs(2)));
-        let past = Deadline::from_epoch_millis(1_000, Duration::from_secs(1));
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let past = Deadline::from_epoch_millis(now_ms - 5_000, Duration::from_secs(1));
         assert_eq!(past.remaining(), Duration::ZERO);
+        let lambda = Deadline::from_epoch_millis(now_ms + 30_000, Duration::from_secs(2));
+        assert!(
+            lambda.remaining() > Duration::from_secs(27)
+                && lambda.remaining() <= Duration::from_secs(28)
+        );
+        // cargo lambda watch: the timeout itself.
+        let emulator = Deadline::from_epoch_millis(600_000, Duration::from_secs(2));
+        assert!(
+            emulator.remaining() > Duration::from_secs(597)
+                && emulator.remaining() <= Duration::from_secs(598)
+        );
     }
 }

@@ -171,6 +171,11 @@ impl<S: SettingsSource> Job<S> {
     /// The Lambda entry point: the event's JSON in, the response's JSON out.
     pub async fn invoke(&self, event: lambda_runtime::LambdaEvent<Value>) -> Result<Value, Error> {
         let deadline = Deadline::from_epoch_millis(event.context.deadline, DEADLINE_MARGIN);
+        tracing::debug!(
+            request_id = %event.context.request_id,
+            budget_ms = deadline.remaining().as_millis() as u64,
+            "invocation"
+        );
         self.handle(&event.payload, deadline).await
     }
 
@@ -293,9 +298,11 @@ impl<S: SettingsSource> Job<S> {
         summary.already_indexed = report.already_indexed;
         log_summary(&summary, fetched, started);
         if let Some((id, reason)) = report.failed.first() {
-            for (id, reason) in &report.failed {
-                tracing::warn!(%id, %reason, "document not indexed");
-            }
+            tracing::warn!(
+                documents = report.failed.len(),
+                first = %format_args!("{id}: {reason}"),
+                "documents not indexed"
+            );
             return Err(Error::NotIndexed {
                 index: summary.index,
                 count: report.failed.len(),

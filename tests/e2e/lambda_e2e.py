@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""The Lambda path end to end: `cargo lambda watch` runs the real
+`docker-pulls` function under the Lambda Runtime API, and `cargo lambda
+invoke` sends it the events of events/, against SSM on moto, the fake Docker
+Hub, and two Elasticsearch stand-ins: the strict fake (tests/support/fake_es.rs)
+and osmem-server (an in-memory OpenSearch-compatible server written by others,
+with real _bulk and _search but no ingest pipelines).
+
+Run by scripts/e2e-lambda, which builds the binaries first. Every wait is
+bounded; every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+API_KEY = "ZTJlOmUyZS1zZWNyZXQta2V5LTc3Nzc="
+SECRETS = [API_KEY]
+PREFIX = "/docker-pulls"
+INDEX = "docker-pulls-2026"
+
+processes: list[subprocess.Popen] = []
+failures = 0
+passes = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], **kwargs) -> subprocess.Popen:
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, **kwargs)
+    processes.append(proc)
+    return proc
+
+
+def http(method: str, url: str, body: object | None = None, timeout: float = 10,
+         api_key: str | None = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"ApiKey {api_key}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, decode(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, decode(error.read())
+
+
+def decode(body: bytes) -> object:
+    """JSON when it is JSON, else the text (moto's dashboard is HTML)."""
+    text = body.decode(errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def wait_for(what: str, check, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"e2e: {what} did not come up within {seconds:.0f} s")
+
+
+def read_json_line(proc: subprocess.Popen, what: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"e2e: {what} exited before it was ready")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            return message
+    raise SystemExit(f"e2e: {what} was not ready within {seconds:.0f} s")
+
+
+def check(name: str, condition: bool, detail: object = "") -> None:
+    global failures, passes
+    if condition:
+        passes += 1
+        print(f"  ok    {name}")
+    else:
+        failures += 1
+        print(f"  FAIL  {name}: {detail}")
+
+
+def invoke(port: int, event_file: Path) -> tuple[int, str, str]:
+    result = subprocess.run(
+        ["cargo", "lambda", "invoke", "docker-pulls", "-P", str(port), "--data-file", str(event_file),
+         "--output-format", "json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def invoke_json(port: int, event_file: Path) -> dict:
+    code, out, err = invoke(port, event_file)
+    if code != 0:
+        raise SystemExit(f"e2e: invoke {event_file.name} failed ({code}):\n{out}\n{err}")
+    return json.loads(out)
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="docker-pulls-e2e-"))
+    try:
+        return run(workdir)
+    finally:
+        for proc in reversed(processes):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(workdir: Path) -> int:
+    python = str(VENV_BIN / "python3") if (VENV_BIN / "python3").exists() else sys.executable
+
+    # SSM on moto.
+    moto_port = free_port()
+    start([python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto_url = f"http://127.0.0.1:{moto_port}"
+    wait_for("moto", lambda: http("GET", f"{moto_url}/moto-api/")[0] == 200)
+    ssm = boto3.client("ssm", endpoint_url=moto_url, region_name="us-east-1",
+                       aws_access_key_id="test", aws_secret_access_key="test")
+
+    def put(name: str, value: str, kind: str = "String") -> None:
+        ssm.put_parameter(Name=f"{PREFIX}/{name}", Value=value, Type=kind, Overwrite=True)
+
+    # The fake Docker Hub and the strict fake Elasticsearch.
+    fakes = start([str(ROOT / "target/debug/examples/fake_services"), "--es-api-key", API_KEY],
+                  stdout=subprocess.PIPE, text=True)
+    urls = read_json_line(fakes, "fake_services")
+    hub_url, es_url = urls["hub"], urls["es"]
+
+    # osmem-server, the OpenSearch-compatible in-memory server.
+    from osmem_server import resolve_binary
+
+    osmem = start([resolve_binary(), "--addr", "127.0.0.1:0", "--no-ja"],
+                  stdout=subprocess.PIPE, text=True)
+    osmem_url = read_json_line(osmem, "osmem-server")["url"]
+
+    put("images", "httpd,library/mysql\nradoondas/*", "StringList")
+    put("elasticsearch/url", es_url)
+    put("elasticsearch/api_key", API_KEY, "SecureString")
+
+    env_file = workdir / "lambda.env"
+    env_file.write_text("\n".join([
+        f"SSM_PREFIX={PREFIX}",
+        f"DOCKER_HUB_URL={hub_url}",
+        "HUB_CONCURRENCY=8",
+        f"AWS_ENDPOINT_URL_SSM={moto_url}",
+        "AWS_ACCESS_KEY_ID=test",
+        "AWS_SECRET_ACCESS_KEY=test",
+        "AWS_REGION=us-east-1",
+        "AWS_LAMBDA_LOG_FORMAT=JSON",
+        "",
+    ]))
+    lambda_port = free_port()
+    log_path = workdir / "watch.log"
+    with open(log_path, "w") as log:
+        start(["cargo", "lambda", "watch", "-P", str(lambda_port), "--ignore-changes", "--env-file", str(env_file)],
+              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def watch_ready() -> bool:
+        with socket.create_connection(("127.0.0.1", lambda_port), timeout=1):
+            return True
+
+    wait_for("cargo lambda watch", watch_ready, 120)
+    events = ROOT / "events"
+
+    print("strict fake Elasticsearch:")
+    setup = invoke_json(lambda_port, events / "setup.json")
+    check("setup installs the pipeline", setup.get("pipeline", {}).get("result") == "created", setup)
+    check("setup installs the index template", setup.get("index_template", {}).get("result") == "created", setup)
+    again = invoke_json(lambda_port, events / "setup.json")
+    check("a second setup changes nothing", again["pipeline"]["result"] == "unchanged"
+          and again["index_template"]["result"] == "unchanged", again)
+
+    first = invoke_json(lambda_port, events / "scheduled.json")
+    check("scheduled event indexes 8 repositories", first.get("indexed") == 8 and first.get("failed") == [], first)
+    check("summary names the yearly index", first.get("index") == INDEX, first)
+    retry = invoke_json(lambda_port, events / "scheduled.json")
+    check("a retried event indexes nothing new", retry.get("indexed") == 0 and retry.get("already_indexed") == 8, retry)
+    status, search = http("GET", f"{es_url}/{INDEX}/_count", api_key=API_KEY)
+    check("the cluster holds exactly 8 documents", status == 200 and search.get("count") == 8, search)
+
+    dry = invoke_json(lambda_port, events / "dry-run.json")
+    names = [d["http"]["docker_hub"]["name"] for d in dry.get("documents", [])]
+    check("dry run returns documents", names == ["httpd", "mysql", "netatmobeat"], dry)
+    status, search = http("GET", f"{es_url}/{INDEX}/_count", api_key=API_KEY)
+    check("dry run indexes nothing", search.get("count") == 8, search)
+
+    ssm.delete_parameter(Name=f"{PREFIX}/images")
+    code, out, err = invoke(lambda_port, events / "scheduled.json")
+    check("a missing parameter fails the invocation, named in full",
+          code != 0 and f"{PREFIX}/images" in out + err, (code, out, err))
+    put("images", "httpd,library/mysql\nradoondas/*", "StringList")
+
+    print("osmem-server (OpenSearch-compatible, no ingest pipelines):")
+    # A change in SSM applies at the next run: no restart.
+    put("elasticsearch/url", osmem_url)
+    put("elasticsearch/pipeline", "none")
+    ssm.delete_parameter(Name=f"{PREFIX}/elasticsearch/api_key")
+    setup = invoke_json(lambda_port, events / "setup.json")
+    check("setup with the pipeline disabled installs only the template",
+          setup.get("pipeline") is None and setup["index_template"]["result"] == "created", setup)
+    status, template = http("GET", f"{osmem_url}/_index_template/docker-pulls")
+    check("osmem holds the index template", status == 200, template)
+    first = invoke_json(lambda_port, events / "scheduled.json")
+    check("scheduled event indexes 8 repositories into osmem", first.get("indexed") == 8, first)
+    retry = invoke_json(lambda_port, events / "scheduled.json")
+    check("a retried event duplicates nothing in osmem", retry.get("already_indexed") == 8, retry)
+    http("POST", f"{osmem_url}/{INDEX}/_refresh")
+    status, search = http("POST", f"{osmem_url}/{INDEX}/_search", {"size": 100, "query": {"match_all": {}}})
+    hits = search.get("hits", {}).get("hits", []) if isinstance(search, dict) else []
+    check("osmem _search finds 8 documents", len(hits) == 8, search)
+    httpd = next((h for h in hits if h.get("_id") == "library/httpd@2026-11-27T18:35:00Z"), {})
+    status, mapping = http("GET", f"{osmem_url}/{INDEX}/_mapping")
+    hub_fields = (mapping.get(INDEX, {}).get("mappings", {}).get("properties", {}).get("http", {})
+                  .get("properties", {}).get("docker_hub", {}).get("properties", {})) if isinstance(mapping, dict) else {}
+    check("the index got the template's mapping",
+          hub_fields.get("pull_count", {}).get("type") == "long"
+          and hub_fields.get("name", {}).get("type") == "keyword", mapping)
+    check("documents are exactly the contract's shape", httpd.get("_source") == {
+        "@timestamp": "2026-11-27T18:35:00Z",
+        "http": {"docker_hub": {"namespace": "library", "name": "httpd", "pull_count": 4871203345,
+                                "star_count": 4812, "collaborator_count": 0}}}, httpd)
+    # With the default pipeline named, osmem (no pipelines) must still get everything.
+    ssm.delete_parameter(Name=f"{PREFIX}/elasticsearch/pipeline")
+    manual = workdir / "later.json"
+    manual.write_text(json.dumps({"time": "2026-11-27T18:45:00Z"}))
+    later = invoke_json(lambda_port, manual)
+    check("with the pipeline named and absent, nothing is lost", later.get("indexed") == 8, later)
+
+    logs = log_path.read_text(errors="replace")
+    check("no secret in the function's logs", not any(secret in logs for secret in SECRETS), "secret found")
+    check("one summary line per run", logs.count("run finished") >= 6, logs.count("run finished"))
+
+    print(f"e2e: {passes} passed, {failures} failed")
+    if failures:
+        print("--- cargo lambda watch log (tail) ---")
+        print("\n".join(logs.splitlines()[-60:]))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
