@@ -11,9 +11,15 @@ use std::time::{Duration, Instant};
 use support::fake_hub::{FakeHub, Fault, RateLimit, RequestKind, unix_now, unused_local_url};
 use support::harness::{self, LogCapture};
 
-/// A dry run of `images` against `hub`; the summary as JSON.
+/// Secrets every run carries, and that must never appear in what it says.
+const HUB_USER: &str = "acme";
+const HUB_TOKEN: &str = "dckr_pat_hub_tests_0123456789abcdef";
+const ES_KEY: &str = "aHViLXRlc3RzOmVzLWtleS1uZXZlci1wcmludGVk";
+
+/// A dry run of `images` against `hub` with a Hub token; the summary as JSON.
 async fn dry_run(hub: &FakeHub, images: &[&str]) -> Result<Value, Error> {
     dry_run_with(
+        Some(hub),
         harness::quick_hub_options(hub.url()),
         images,
         harness::deadline(),
@@ -21,15 +27,39 @@ async fn dry_run(hub: &FakeHub, images: &[&str]) -> Result<Value, Error> {
     .await
 }
 
+/// A dry run whose logs, summary and error are checked for secrets: the Hub
+/// token (and the bearer token it is exchanged for) when `hub` is given, and
+/// an Elasticsearch API key that a dry run holds but never uses.
 async fn dry_run_with(
+    hub: Option<&FakeHub>,
     options: docker_pulls::hub::HubOptions,
     images: &[&str],
     deadline: Deadline,
 ) -> Result<Value, Error> {
-    let job = harness::job(harness::settings(images, None), options);
+    let (logs, _guard) = LogCapture::start();
+    let mut settings = harness::with_api_key(
+        harness::settings(images, Some("http://127.0.0.1:9")),
+        ES_KEY,
+    );
+    if let Some(hub) = hub {
+        hub.require_token(HUB_USER, HUB_TOKEN);
+        settings = harness::with_hub_token(settings, HUB_USER, HUB_TOKEN);
+    }
+    let job = harness::job(settings, options);
     let request = harness::request(json!({"dry_run": true, "time": "2026-11-27T18:35:00Z"}));
-    let summary = job.run(&request, deadline).await?;
-    Ok(serde_json::to_value(summary).expect("summary serialises"))
+    let result = job
+        .run(&request, deadline)
+        .await
+        .map(|summary| serde_json::to_value(summary).expect("summary serialises"));
+    let said = match &result {
+        Ok(summary) => summary.to_string(),
+        Err(error) => format!("{error} {error:?}"),
+    };
+    let issued = hub.map(FakeHub::issued_tokens).unwrap_or_default();
+    let mut secrets = vec![HUB_TOKEN, ES_KEY];
+    secrets.extend(issued.iter().map(String::as_str));
+    logs.assert_no_secrets(&secrets, &[&said]);
+    result
 }
 
 fn documents(summary: &Value) -> Vec<Value> {
@@ -153,7 +183,13 @@ async fn invalid_references_are_reported_and_never_sent() {
     assert!(failed[0].1.contains("lowercase"), "{failed:?}");
     assert!(failed[1].1.contains("too many path parts"), "{failed:?}");
     assert!(failed[2].1.contains("invalid path part"), "{failed:?}");
-    assert_eq!(hub.total_requests(), 1, "{:?}", hub.requests());
+    assert_eq!(
+        hub.count_kind(RequestKind::Repository),
+        1,
+        "{:?}",
+        hub.requests()
+    );
+    assert_eq!(hub.count_kind(RequestKind::Listing), 0);
     assert_eq!(summary["requested"], 4);
 }
 
@@ -165,7 +201,7 @@ async fn concurrency_stays_within_the_bound_and_reaches_it() {
     let images: Vec<&str> = images.iter().map(String::as_str).collect();
     let mut options = harness::quick_hub_options(hub.url());
     options.concurrency = 6;
-    let summary = dry_run_with(options, &images, harness::deadline())
+    let summary = dry_run_with(Some(&hub), options, &images, harness::deadline())
         .await
         .expect("run succeeds");
     assert_eq!(documents(&summary).len(), 60);
@@ -244,9 +280,14 @@ async fn rate_limit_reset_pauses_every_request() {
     let mut options = harness::quick_hub_options(hub.url());
     options.concurrency = 1;
     let started = Instant::now();
-    let summary = dry_run_with(options, &["httpd", "library/mysql"], harness::deadline())
-        .await
-        .expect("run succeeds");
+    let summary = dry_run_with(
+        Some(&hub),
+        options,
+        &["httpd", "library/mysql"],
+        harness::deadline(),
+    )
+    .await
+    .expect("run succeeds");
     assert_eq!(documents(&summary).len(), 2);
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -320,6 +361,7 @@ async fn a_slow_response_times_out_and_is_retried() {
 async fn connection_refused_fails_the_run_when_nothing_is_fetched() {
     let url = unused_local_url();
     let error = dry_run_with(
+        None,
         harness::quick_hub_options(&url),
         &["httpd", "mysql"],
         harness::deadline(),
@@ -440,10 +482,16 @@ async fn private_repositories_with_a_personal_access_token() {
     hub.require_token("acme", token);
 
     // Without credentials the private repository is not found.
-    let summary = dry_run(&hub, &["acme/secret-app", "httpd"])
+    let anonymous = harness::settings(&["acme/secret-app", "httpd"], None);
+    let job = harness::job(anonymous, harness::quick_hub_options(hub.url()));
+    let request = harness::request(json!({"dry_run": true}));
+    let summary = job
+        .run(&request, harness::deadline())
         .await
         .expect("run succeeds");
+    let summary = serde_json::to_value(summary).expect("json");
     assert_eq!(repositories(&summary), ["library/httpd"]);
+    assert_eq!(hub.count_kind(RequestKind::Auth), 0);
 
     // With them it is fetched with the exchanged bearer token.
     let settings = harness::with_hub_token(
@@ -452,7 +500,6 @@ async fn private_repositories_with_a_personal_access_token() {
         token,
     );
     let job = harness::job(settings, harness::quick_hub_options(hub.url()));
-    let request = harness::request(json!({"dry_run": true}));
     let summary = serde_json::to_value(
         job.run(&request, harness::deadline())
             .await
@@ -496,6 +543,7 @@ async fn the_deadline_stops_waiting_and_reports_what_is_missing() {
     hub.fault_repo("library", "httpd", Fault::retry_after(60));
     let started = Instant::now();
     let summary = dry_run_with(
+        Some(&hub),
         harness::quick_hub_options(hub.url()),
         &["httpd", "mysql"],
         Deadline::after(Duration::from_secs(3)),
