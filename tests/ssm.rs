@@ -180,3 +180,52 @@ async fn an_unreachable_ssm_is_a_clear_error() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn ssm_throttling_is_retried_by_the_sdk_then_a_clear_error() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // An SSM endpoint that always throttles, as the awsJson 1.1 protocol says.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                [("content-type", "application/x-amz-json-1.1")],
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .load()
+        .await;
+    let source = SsmSettings::new(
+        SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)),
+        "/docker-pulls",
+    );
+    let error = source.load(Needs::ALL).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::Ssm { .. }), "{message}");
+    assert!(
+        message.contains("ThrottlingException") && message.contains("Rate exceeded"),
+        "{message}"
+    );
+    // The SDK's standard retry strategy: three attempts.
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    server.abort();
+}
