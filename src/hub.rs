@@ -1,7 +1,10 @@
 //! The Docker Hub client: repository statistics and namespace listings,
 //! fetched concurrently but politely.
 //!
-//! At most `concurrency` requests are in flight; each has a timeout; a 429
+//! At most `concurrency` requests are in flight (listing pages and repository
+//! fetches share the bound, and repositories are fetched as soon as a listing
+//! page names them, so a run takes about N / `concurrency` round trips rather
+//! than the listing pages followed by those); each has a timeout; a 429
 //! pauses every request until the time the Hub names (`Retry-After` in seconds
 //! or as a Unix time, `X-RateLimit-Reset`); 5xx, timeouts and broken
 //! connections are retried with backoff; a 404 is final. Bodies are read with
@@ -18,6 +21,7 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
 pub const DEFAULT_HUB_URL: &str = "https://hub.docker.com";
@@ -136,7 +140,18 @@ pub struct HubClient {
     base_url: Url,
     options: Arc<HubOptions>,
     gate: Arc<RateLimitGate>,
+    /// `concurrency` permits, one held by each request in flight (listing
+    /// pages, repositories and the token exchange alike).
+    permits: Arc<Semaphore>,
     bearer: Option<Arc<Secret>>,
+}
+
+/// What the listings (and the explicit references) hand to the fetcher.
+enum Found {
+    /// A repository to fetch; `Some(i)` when only listing `i` named it.
+    Repository(Repository, Option<usize>),
+    /// Listing `i` failed: what it named is dropped, it is reported instead.
+    ListingFailed(usize, FetchError),
 }
 
 #[derive(Deserialize)]
@@ -165,14 +180,16 @@ impl HubClient {
             let path = format!("{}/", base_url.path());
             base_url.set_path(&path);
         }
+        let concurrency = options.concurrency.max(1);
         Ok(Self {
             http,
             base_url,
             options: Arc::new(HubOptions {
-                concurrency: options.concurrency.max(1),
+                concurrency,
                 ..options
             }),
             gate: Arc::new(RateLimitGate::default()),
+            permits: Arc::new(Semaphore::new(concurrency)),
             bearer: None,
         })
     }
@@ -186,6 +203,7 @@ impl HubClient {
     ) -> Result<Self, FetchError> {
         let mut client = Self {
             gate: Arc::new(RateLimitGate::default()),
+            permits: Arc::new(Semaphore::new(self.options.concurrency)),
             bearer: None,
             ..self.clone()
         };
@@ -204,18 +222,22 @@ impl HubClient {
     }
 
     /// Expands namespaces, drops duplicates and fetches every repository.
+    ///
+    /// Repositories are fetched while the listings are still paging: each
+    /// page's names go to the fetcher at once. A listing that fails in the
+    /// end is reported as failed and what it had named is dropped (as if it
+    /// had never been listed), unless a reference also named it explicitly.
     pub async fn fetch_all(
         &self,
         specs: &[(String, ImageSpec)],
         deadline: Deadline,
     ) -> FetchOutcome {
-        let mut outcome = FetchOutcome::default();
-        let mut repositories = BTreeSet::new();
+        let mut explicit = BTreeSet::new();
         let mut namespaces = Vec::new();
         for (reference, spec) in specs {
             match spec {
                 ImageSpec::Repository(repository) => {
-                    repositories.insert(repository.clone());
+                    explicit.insert(repository.clone());
                 }
                 ImageSpec::Namespace(namespace) => namespaces.push((reference, namespace)),
             }
@@ -223,41 +245,75 @@ impl HubClient {
         namespaces.sort_by(|a, b| a.1.cmp(b.1));
         namespaces.dedup_by(|a, b| a.1 == b.1);
 
-        let listings: Vec<_> = stream::iter(namespaces)
-            .map(|(reference, namespace)| async move {
-                (
-                    reference,
-                    namespace,
-                    self.list_namespace(namespace, deadline).await,
-                )
-            })
-            .buffer_unordered(self.options.concurrency)
-            .collect()
-            .await;
-        for (reference, namespace, listing) in listings {
-            match listing {
-                Ok(names) => repositories.extend(
-                    names
-                        .into_iter()
-                        .map(|name| Repository::new(namespace.clone(), name)),
-                ),
-                Err(error) => {
-                    tracing::warn!(image = %reference, %error, "namespace listing failed");
-                    outcome.failed.push((reference.clone(), error));
+        let (found, arrivals) = mpsc::unbounded_channel();
+        // Explicit references first, so a repository both named and listed
+        // counts as named.
+        for repository in explicit {
+            let _ = found.send(Found::Repository(repository, None));
+        }
+        let namespaces = &namespaces;
+        // Ends (dropping the last sender, which ends the fetcher's input)
+        // when every listing has.
+        let list = async move {
+            stream::iter(namespaces.iter().enumerate())
+                .for_each_concurrent(self.options.concurrency, |(index, (_, namespace))| {
+                    let found = found.clone();
+                    async move {
+                        let listed = self
+                            .list_namespace_pages(namespace, deadline, |names| {
+                                for name in names {
+                                    let repository = Repository::new(namespace.as_str(), name);
+                                    let _ = found.send(Found::Repository(repository, Some(index)));
+                                }
+                            })
+                            .await;
+                        if let Err(error) = listed {
+                            let _ = found.send(Found::ListingFailed(index, error));
+                        }
+                    }
+                })
+                .await;
+        };
+
+        let mut seen = BTreeSet::new();
+        let mut failed_listings: Vec<Option<FetchError>> = vec![None; namespaces.len()];
+        let fetch = stream::unfold(arrivals, |mut arrivals| async move {
+            arrivals.recv().await.map(|found| (found, arrivals))
+        })
+        .filter_map(|found| {
+            let next = match found {
+                Found::Repository(repository, origin) => seen
+                    .insert(repository.clone())
+                    .then_some((repository, origin)),
+                Found::ListingFailed(index, error) => {
+                    failed_listings[index] = Some(error);
+                    None
                 }
+            };
+            std::future::ready(next)
+        })
+        .map(|(repository, origin)| async move {
+            let result = self.fetch_repository(&repository, deadline).await;
+            (repository, origin, result)
+        })
+        .buffer_unordered(self.options.concurrency)
+        .collect::<Vec<_>>();
+        let ((), results) = futures_util::future::join(list, fetch).await;
+
+        let mut outcome = FetchOutcome::default();
+        let listing_failed: Vec<bool> = failed_listings.iter().map(Option::is_some).collect();
+        for (index, error) in failed_listings.into_iter().enumerate() {
+            if let Some(error) = error {
+                let reference = namespaces[index].0;
+                tracing::warn!(image = %reference, %error, "namespace listing failed");
+                outcome.failed.push((reference.clone(), error));
             }
         }
-
-        outcome.repositories = repositories.len();
-        let results: Vec<_> = stream::iter(repositories)
-            .map(|repository| async move {
-                let result = self.fetch_repository(&repository, deadline).await;
-                (repository, result)
-            })
-            .buffer_unordered(self.options.concurrency)
-            .collect()
-            .await;
-        for (repository, result) in results {
+        for (repository, origin, result) in results {
+            if origin.is_some_and(|index| listing_failed[index]) {
+                continue;
+            }
+            outcome.repositories += 1;
             match result {
                 Ok(stats) => outcome.fetched.push(stats),
                 Err(error) => {
@@ -304,11 +360,24 @@ impl HubClient {
         namespace: &str,
         deadline: Deadline,
     ) -> Result<Vec<String>, FetchError> {
+        let mut names = Vec::new();
+        self.list_namespace_pages(namespace, deadline, |page| names.extend(page))
+            .await?;
+        Ok(names)
+    }
+
+    /// The listing page by page: `on_page` gets each page's names as soon
+    /// as the page is read.
+    async fn list_namespace_pages(
+        &self,
+        namespace: &str,
+        deadline: Deadline,
+        mut on_page: impl FnMut(Vec<String>),
+    ) -> Result<(), FetchError> {
         let mut url = self.url(&format!(
             "v2/namespaces/{namespace}/repositories?page_size=100"
         ))?;
         let mut seen = HashSet::new();
-        let mut names = Vec::new();
         loop {
             if !seen.insert(url.as_str().to_owned()) {
                 return Err(FetchError::ListingLoop {
@@ -330,9 +399,9 @@ impl HubClient {
                     deadline,
                 )
                 .await?;
-            names.extend(page.results.into_iter().map(|r| r.name));
+            on_page(page.results.into_iter().map(|r| r.name).collect());
             match page.next.filter(|next| !next.is_empty()) {
-                None => return Ok(names),
+                None => return Ok(()),
                 Some(next) => url = self.same_origin(&next)?,
             }
         }
@@ -369,6 +438,8 @@ impl HubClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Held for the attempt (request and body), released for backoff.
+            let permit = self.permits.acquire().await;
             if let Some(wait) = self.gate.wait() {
                 if !deadline.allows(wait, Duration::from_millis(100)) {
                     return Err(FetchError::OutOfTime(format!(
@@ -402,6 +473,7 @@ impl HubClient {
                 Ok(response) => self.answer(response, max_body, attempt).await,
                 Err(error) => transport_error(&error, attempt),
             };
+            drop(permit);
             let (error, wait) = match result {
                 Attempt::Done(bytes) => {
                     return serde_json::from_slice(&bytes)
