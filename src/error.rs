@@ -6,7 +6,7 @@
 
 use lambda_runtime::Diagnostic;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum Error {
     #[error("missing SSM parameter {name} ({hint})")]
     MissingParameter { name: String, hint: &'static str },
@@ -74,6 +74,14 @@ impl Error {
             Error::NothingFetched { .. } => "NothingFetched",
             Error::Setup(_) => "SetupError",
         }
+    }
+}
+
+/// The runtime logs a failed invocation with `{:?}`: make that the readable
+/// message rather than the enum's fields.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {self}", self.kind())
     }
 }
 
