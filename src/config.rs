@@ -50,7 +50,17 @@ pub enum EsAuth {
 }
 
 impl EsAuth {
-    /// The `Authorization` header value, if any.
+    /// The `Authorization` header, marked sensitive so no HTTP layer logs
+    /// it. Settings read from SSM or flags are checked to make a valid header
+    /// ([`Settings::from_parameters`]); one that is not is left out, and the
+    /// cluster answers 401.
+    pub fn header(&self) -> Option<reqwest::header::HeaderValue> {
+        let mut value = reqwest::header::HeaderValue::try_from(self.header_value()?).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The `Authorization` header's text, if any.
     pub fn header_value(&self) -> Option<String> {
         match self {
             EsAuth::None => None,
@@ -336,6 +346,16 @@ impl Settings {
                     }
                     (None, None, None) => url_credentials.unwrap_or(EsAuth::None),
                 };
+                if auth.header_value().is_some() && auth.header().is_none() {
+                    let name = match auth {
+                        EsAuth::ApiKey(_) => "elasticsearch/api_key",
+                        _ => "elasticsearch/password",
+                    };
+                    return Err(Error::InvalidParameter {
+                        name: full_name(name),
+                        reason: "contains characters that cannot be sent in an HTTP header".into(),
+                    });
+                }
                 let index_prefix = get("elasticsearch/index").unwrap_or(DEFAULT_INDEX_PREFIX);
                 validate_index_prefix(index_prefix).map_err(|reason| Error::InvalidParameter {
                     name: full_name("elasticsearch/index"),
@@ -668,6 +688,19 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_sent_are_named_not_shown() {
+        let err = settings(&[
+            ("images", "httpd"),
+            ("elasticsearch/url", "https://es"),
+            ("elasticsearch/api_key", "line\nbreak"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/docker-pulls/elasticsearch/api_key"), "{err}");
+        assert!(!err.contains("break"), "{err}");
     }
 
     #[test]

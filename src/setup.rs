@@ -149,11 +149,7 @@ impl Cluster<'_> {
                 .request(method.clone(), &url)
                 .header(header::ACCEPT, "application/json")
                 .timeout(self.deadline.timeout(Duration::from_secs(20)));
-            if let Some(value) = self.es.auth.header_value() {
-                let mut value = header::HeaderValue::try_from(value).map_err(|_| {
-                    Error::Setup("credentials are not valid in an HTTP header".into())
-                })?;
-                value.set_sensitive(true);
+            if let Some(value) = self.es.auth.header() {
                 request = request.header(header::AUTHORIZATION, value);
             }
             if let Some(body) = body {

@@ -181,52 +181,8 @@ const SEED_NETATMOBEAT: &str = r#"{
 }"#;
 
 /// `fixtures/dockerhub/library-httpd-current-fields.json`: today's repository
-/// body, with the fields Docker Hub added after 2021.
-const HUB_CURRENT_FIELDS: &str = r##"{
-  "user": "library",
-  "name": "httpd",
-  "namespace": "library",
-  "repository_type": "image",
-  "status": 1,
-  "description": "The Apache HTTP Server Project",
-  "is_private": false,
-  "is_automated": false,
-  "can_edit": false,
-  "star_count": 4812,
-  "pull_count": 4871203345,
-  "last_updated": "2021-01-12T13:42:29.184204Z",
-  "is_migrated": false,
-  "collaborator_count": 0,
-  "affiliation": null,
-  "has_starred": false,
-  "full_description": "# Quick reference\n\n-\t**Maintained by**:  \n\t[the Docker Community].....",
-  "permissions": {
-    "read": true,
-    "write": false,
-    "admin": false
-  },
-  "status_description": "active",
-  "date_registered": "2014-06-05T19:59:24.437000Z",
-  "hub_user": "library",
-  "media_types": [
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.index.v1+json"
-  ],
-  "content_types": [
-    "image"
-  ],
-  "categories": [
-    {
-      "name": "Web Servers",
-      "slug": "web-servers"
-    }
-  ],
-  "immutable_tags_settings": {
-    "enabled": false,
-    "rules": []
-  },
-  "storage_size": 16034373482
-}"##;
+/// body, with the fields Docker Hub added after 2021 (embedded by the fake Hub).
+use support::fake_hub::fixtures::LIBRARY_HTTPD_CURRENT as HUB_CURRENT_FIELDS;
 
 fn parse(text: &str) -> Value {
     serde_json::from_str(text).expect("valid JSON")

@@ -14,6 +14,22 @@ use support::fake_hub::{FakeHub, unused_local_url};
 use support::harness;
 use support::moto::Moto;
 
+/// Settings read from an SSM endpoint other than moto's.
+async fn settings_at(endpoint: &str) -> SsmSettings<SsmParameterStore> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
+        .await;
+    SsmSettings::new(
+        SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)),
+        "/docker-pulls",
+    )
+}
+
 async fn store(moto: &Moto) -> SsmParameterStore {
     SsmParameterStore::new(moto.ssm_client().await)
 }
@@ -160,18 +176,7 @@ async fn a_string_list_with_blank_entries_runs_the_real_entries() {
 
 #[tokio::test]
 async fn an_unreachable_ssm_is_a_clear_error() {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .endpoint_url(unused_local_url())
-        .load()
-        .await;
-    let source = SsmSettings::new(
-        SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)),
-        "/docker-pulls",
-    );
+    let source = settings_at(&unused_local_url()).await;
     let error = source.load(Needs::ALL).await.unwrap_err();
     assert!(matches!(error, Error::Ssm { .. }));
     let message = error.to_string();
@@ -206,18 +211,7 @@ async fn ssm_throttling_is_retried_by_the_sdk_then_a_clear_error() {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "test", "test", None, None, "test",
-        ))
-        .region(aws_sdk_ssm::config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .load()
-        .await;
-    let source = SsmSettings::new(
-        SsmParameterStore::new(aws_sdk_ssm::Client::new(&config)),
-        "/docker-pulls",
-    );
+    let source = settings_at(&url).await;
     let error = source.load(Needs::ALL).await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::Ssm { .. }), "{message}");
