@@ -6,6 +6,7 @@
 //! target/release/examples/bench --binary target/release/docker-pulls \
 //!     [--sizes 100,1000,5000] [--latency-ms 50] [--concurrency 32] \
 //!     [--processes 3] [--warm 3] [--images listing|event] [--pipeline NAME] \
+//!     [--memory-mb 128] [--lambda-limits] \
 //!     [--lambda target/lambda/docker-pulls/bootstrap]
 //! ```
 //!
@@ -30,6 +31,10 @@
 //!   documents in the index (`_count`), TCP connections opened;
 //!
 //! and per process the init time (spawn → first `/next` poll) and its CPU.
+//!
+//! `--lambda-limits` (root, cgroup v1) runs the function with the CPU share
+//! Lambda gives `--memory-mb` (memory / 1,769 MB of one vCPU: 7.2 % at 128 MB)
+//! and that memory limit, to see what the throttled CPU does to wall time.
 //! It prints a table and, as its last stdout line, the figures as JSON.
 //! It never judges the numbers; it fails only when the function does.
 
@@ -60,7 +65,7 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: bench [--binary PATH] [--sizes 100,1000,5000] [--latency-ms 50] \
                      [--concurrency 32] [--processes 3] [--warm 3] [--images listing|event] \
-                     [--pipeline none|NAME] [--memory-mb 128] [--lambda BOOTSTRAP]";
+                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--lambda BOOTSTRAP]";
 
 const SSM_PREFIX: &str = "/docker-pulls-bench";
 const NAMESPACE: &str = "bench";
@@ -84,6 +89,9 @@ struct Args {
     memory_mb: u32,
     /// A `cargo lambda build` bootstrap whose size is reported (not run).
     lambda: Option<PathBuf>,
+    /// Run the function in cgroups (v1) with a Lambda's CPU share for
+    /// `memory_mb` (memory_mb / 1769 of a CPU) and its memory limit.
+    lambda_limits: bool,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -99,6 +107,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         pipeline: "none".into(),
         memory_mb: 128,
         lambda: None,
+        lambda_limits: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -126,6 +135,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("pipeline") => args.pipeline = parser.value()?.string()?,
             Long("memory-mb") => args.memory_mb = parser.value()?.parse()?,
             Long("lambda") => args.lambda = Some(parser.value()?.into()),
+            Long("lambda-limits") => args.lambda_limits = true,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -448,6 +458,113 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+// ---- Lambda-like limits (cgroup v1) ----------------------------------------
+
+/// A CPU and a memory cgroup for one function process, removed on drop.
+struct Limits {
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each, opened before the fork so the child only writes.
+    procs: Vec<std::fs::File>,
+}
+
+/// Lambda: "at 1,769 MB, a function has the equivalent of one vCPU".
+const MB_PER_VCPU: f64 = 1769.0;
+
+impl Limits {
+    fn create(memory_mb: u32, name: &str) -> Result<Self, String> {
+        let mut limits = Limits {
+            dirs: Vec::new(),
+            procs: Vec::new(),
+        };
+        let period: u64 = 100_000;
+        let quota = ((f64::from(memory_mb) / MB_PER_VCPU) * period as f64).round() as u64;
+        let memory = u64::from(memory_mb) * 1024 * 1024;
+        let settings: [(&str, Vec<(&str, String)>); 2] = [
+            (
+                "cpu",
+                vec![
+                    ("cpu.cfs_period_us", period.to_string()),
+                    ("cpu.cfs_quota_us", quota.max(1000).to_string()),
+                ],
+            ),
+            (
+                "memory",
+                vec![("memory.limit_in_bytes", memory.to_string())],
+            ),
+        ];
+        for (controller, files) in settings {
+            let dir = PathBuf::from(format!("/sys/fs/cgroup/{controller}/{name}"));
+            std::fs::create_dir(&dir).map_err(|e| {
+                format!(
+                    "--lambda-limits needs root and cgroup v1 ({}): {e}",
+                    dir.display()
+                )
+            })?;
+            limits.dirs.push(dir.clone());
+            for (file, value) in files {
+                std::fs::write(dir.join(file), &value)
+                    .map_err(|e| format!("{}/{file} = {value}: {e}", dir.display()))?;
+            }
+            let procs = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .map_err(|e| format!("{}/cgroup.procs: {e}", dir.display()))?;
+            limits.procs.push(procs);
+        }
+        Ok(limits)
+    }
+
+    /// Makes the child join the cgroups between fork and exec, so its whole
+    /// life (init included) runs under them.
+    fn apply(&self, command: &mut tokio::process::Command) -> Result<(), String> {
+        let files = self
+            .procs
+            .iter()
+            .map(|f| f.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        // SAFETY: the closure only calls getpid and write(2) on files opened
+        // before the fork, formatting into a stack buffer: no allocation, no
+        // locks, as the child of a multi-threaded parent requires.
+        unsafe {
+            command.pre_exec(move || {
+                use std::io::Write as _;
+                let mut digits = [0u8; 20];
+                let mut pid = std::process::id();
+                let mut start = digits.len();
+                loop {
+                    start -= 1;
+                    digits[start] = b'0' + (pid % 10) as u8;
+                    pid /= 10;
+                    if pid == 0 {
+                        break;
+                    }
+                }
+                for mut file in &files {
+                    file.write_all(&digits[start..])?;
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.procs.clear();
+        for dir in self.dirs.iter().rev() {
+            // Empty once the child has been waited for; retried briefly.
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 // ---- one size ------------------------------------------------------------
 
 /// The services of one size N, each behind a relay.
@@ -475,6 +592,10 @@ struct Sample {
     tail_ms: Option<f64>,
     peak_rss_kib: u64,
     rss_after_kib: u64,
+    /// Of `rss_after_kib`: anonymous memory (heap, stacks) and file-backed
+    /// pages (the binary and libraries).
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
     cpu_s: f64,
     hub_repository_requests: u64,
     hub_listing_requests: u64,
@@ -495,6 +616,7 @@ struct Init {
     init_ms: f64,
     init_cpu_s: f64,
     rss_kib: u64,
+    rss_anon_kib: u64,
     peak_rss_kib: u64,
 }
 
@@ -618,6 +740,16 @@ async fn run_process(
         .stdout(log_file)
         .stderr(log_err)
         .kill_on_drop(true);
+    let limits = if args.lambda_limits {
+        let limits = Limits::create(
+            args.memory_mb,
+            &format!("docker-pulls-bench-{}-{n}-{process}", std::process::id()),
+        )?;
+        limits.apply(&mut command)?;
+        Some(limits)
+    } else {
+        None
+    };
     let spawned = Instant::now();
     let mut child = command
         .spawn()
@@ -645,6 +777,7 @@ async fn run_process(
         init_ms: ms(spawned, polled),
         init_cpu_s: cpu_ticks(pid).unwrap_or(0) as f64 / ticks as f64,
         rss_kib: status_kib(pid, "VmRSS").unwrap_or(0),
+        rss_anon_kib: status_kib(pid, "RssAnon").unwrap_or(0),
         peak_rss_kib: status_kib(pid, "VmHWM").unwrap_or(0),
     });
 
@@ -660,6 +793,7 @@ async fn run_process(
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    drop(limits);
     let _ = std::fs::remove_file(&log);
     Ok(())
 }
@@ -735,6 +869,8 @@ async fn invoke(
     let bench_after = cpu_ticks(std::process::id()).unwrap_or(0);
     let peak_rss_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     let rss_after_kib = status_kib(pid, "VmRSS").unwrap_or(0);
+    let rss_anon_kib = status_kib(pid, "RssAnon").unwrap_or(0);
+    let rss_file_kib = status_kib(pid, "RssFile").unwrap_or(0);
 
     let summary: Value = serde_json::from_slice(&body)
         .map_err(|e| format!("response is not JSON ({e}): {body:?}"))?;
@@ -780,6 +916,8 @@ async fn invoke(
         tail_ms: span(es.last_down, Some(responded)),
         peak_rss_kib,
         rss_after_kib,
+        rss_anon_kib,
+        rss_file_kib,
         cpu_s: cpu_after.saturating_sub(cpu_before) as f64 / ticks as f64,
         hub_repository_requests: stand.hub.count_kind(RequestKind::Repository),
         hub_listing_requests: stand.hub.count_kind(RequestKind::Listing),
@@ -862,6 +1000,8 @@ fn summarize(args: &Args, result: &SizeResult, samples: &[&Sample]) -> Value {
         "peak_rss_mib": round(med(s, |x| Some(x.peak_rss_kib as f64 / 1024.0))),
         "peak_rss_mib_max": round(Some(max_of(s, |x| x.peak_rss_kib as f64 / 1024.0))),
         "rss_after_mib": round(med(s, |x| Some(x.rss_after_kib as f64 / 1024.0))),
+        "rss_anon_after_mib": round(med(s, |x| Some(x.rss_anon_kib as f64 / 1024.0))),
+        "rss_file_after_mib": round(med(s, |x| Some(x.rss_file_kib as f64 / 1024.0))),
         "cpu_s": med(s, |x| Some(x.cpu_s)),
         "cpu_s_max": max_of(s, |x| x.cpu_s),
         "bench_cpu_s": med(s, |x| Some(x.bench_cpu_s)),
@@ -1023,6 +1163,7 @@ async fn main() -> ExitCode {
             "init_ms_max": max_of(inits, |i| i.init_ms),
             "init_cpu_s": med(inits, |i| Some(i.init_cpu_s)),
             "rss_mib": med(inits, |i| Some(i.rss_kib as f64 / 1024.0)),
+            "rss_anon_mib": med(inits, |i| Some(i.rss_anon_kib as f64 / 1024.0)),
             "peak_rss_mib": med(inits, |i| Some(i.peak_rss_kib as f64 / 1024.0)),
         });
         let row = (
@@ -1067,6 +1208,15 @@ async fn main() -> ExitCode {
         args.processes,
         args.warm
     );
+    if args.lambda_limits {
+        let _ = writeln!(
+            text,
+            "function limited like a {} MB Lambda: {:.1} % of one CPU (cgroup cpu quota), {} MiB memory",
+            args.memory_mb,
+            f64::from(args.memory_mb) / MB_PER_VCPU * 100.0,
+            args.memory_mb
+        );
+    }
     let _ = writeln!(
         text,
         "bound = ceil(N/{}) × {} ms (fetch); +listing adds ceil(N/100) sequential pages × {} ms\n",
@@ -1095,6 +1245,10 @@ async fn main() -> ExitCode {
             "images": if args.images_in_event { "event" } else { "listing" },
             "pipeline": args.pipeline,
             "memory_mb": args.memory_mb,
+            "lambda_limits": args.lambda_limits.then(|| json!({
+                "cpu_share": f64::from(args.memory_mb) / MB_PER_VCPU,
+                "memory_limit_mb": args.memory_mb,
+            })),
         },
         "binaries": binaries,
         "results": rows.iter().map(|(n, cold, warm, init)| {
