@@ -160,7 +160,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Stamps {
     first_up: Option<Instant>,
     last_down: Option<Instant>,
-    /// First Docker Hub listing request, first repository request.
+    /// First and last Docker Hub listing request, first repository request.
     first_listing: Option<Instant>,
     last_listing: Option<Instant>,
     first_repository: Option<Instant>,
@@ -434,6 +434,19 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU time of a process's live threads in nanoseconds, from
+/// `/proc/PID/task/*/schedstat` (finer than the clock ticks of `stat`; threads
+/// that have exited are not counted).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten().take(1024) {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
 /// A `/proc/PID/status` line in KiB (`VmHWM`, `VmRSS`).
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -584,6 +597,8 @@ struct Sample {
     ssm_ms: Option<f64>,
     /// From the hand-out to the first Hub request.
     hub_start_ms: Option<f64>,
+    /// From the first listing request to the last one (the pages are
+    /// sequential; repositories are fetched meanwhile).
     listing_ms: Option<f64>,
     /// From the first repository request to the last Hub byte.
     repositories_ms: Option<f64>,
@@ -597,6 +612,8 @@ struct Sample {
     rss_anon_kib: u64,
     rss_file_kib: u64,
     cpu_s: f64,
+    /// The same from schedstat, in milliseconds.
+    cpu_ms_precise: Option<f64>,
     hub_repository_requests: u64,
     hub_listing_requests: u64,
     hub_auth_requests: u64,
@@ -615,6 +632,7 @@ struct Sample {
 struct Init {
     init_ms: f64,
     init_cpu_s: f64,
+    init_cpu_ms_precise: Option<f64>,
     rss_kib: u64,
     rss_anon_kib: u64,
     peak_rss_kib: u64,
@@ -776,6 +794,7 @@ async fn run_process(
     result.inits.push(Init {
         init_ms: ms(spawned, polled),
         init_cpu_s: cpu_ticks(pid).unwrap_or(0) as f64 / ticks as f64,
+        init_cpu_ms_precise: cpu_ns(pid).map(|ns| ns as f64 / 1e6),
         rss_kib: status_kib(pid, "VmRSS").unwrap_or(0),
         rss_anon_kib: status_kib(pid, "RssAnon").unwrap_or(0),
         peak_rss_kib: status_kib(pid, "VmHWM").unwrap_or(0),
@@ -837,6 +856,7 @@ async fn invoke(
         return Err("cannot reset the peak RSS through /proc/PID/clear_refs".into());
     }
     let cpu_before = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
+    let ns_before = cpu_ns(pid);
     let bench_before = cpu_ticks(std::process::id()).unwrap_or(0);
     emulator
         .events
@@ -866,6 +886,7 @@ async fn invoke(
         other => return Err(format!("expected a /next poll, got {other:?}")),
     }
     let cpu_after = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
+    let ns_after = cpu_ns(pid);
     let bench_after = cpu_ticks(std::process::id()).unwrap_or(0);
     let peak_rss_kib = status_kib(pid, "VmHWM").unwrap_or(0);
     let rss_after_kib = status_kib(pid, "VmRSS").unwrap_or(0);
@@ -905,12 +926,11 @@ async fn invoke(
     let hub = stand.hub_relay.stamps();
     let es = stand.es_relay.stamps();
     let ssm = stand.ssm_relay.stamps();
-    let listing_end = hub.first_repository.or(hub.last_listing);
     Ok(Sample {
         wall_ms: ms(handed_out, responded),
         ssm_ms: span(ssm.first_up, ssm.last_down),
         hub_start_ms: span(Some(handed_out), hub.first_up),
-        listing_ms: span(hub.first_listing, listing_end),
+        listing_ms: span(hub.first_listing, hub.last_listing),
         repositories_ms: span(hub.first_repository, hub.last_down),
         bulk_ms: span(es.first_up, es.last_down),
         tail_ms: span(es.last_down, Some(responded)),
@@ -919,6 +939,9 @@ async fn invoke(
         rss_anon_kib,
         rss_file_kib,
         cpu_s: cpu_after.saturating_sub(cpu_before) as f64 / ticks as f64,
+        cpu_ms_precise: ns_before
+            .zip(ns_after)
+            .map(|(before, after)| after.saturating_sub(before) as f64 / 1e6),
         hub_repository_requests: stand.hub.count_kind(RequestKind::Repository),
         hub_listing_requests: stand.hub.count_kind(RequestKind::Listing),
         hub_auth_requests: stand.hub.count_kind(RequestKind::Auth),
@@ -1004,6 +1027,7 @@ fn summarize(args: &Args, result: &SizeResult, samples: &[&Sample]) -> Value {
         "rss_file_after_mib": round(med(s, |x| Some(x.rss_file_kib as f64 / 1024.0))),
         "cpu_s": med(s, |x| Some(x.cpu_s)),
         "cpu_s_max": max_of(s, |x| x.cpu_s),
+        "cpu_ms_schedstat": round(med(s, |x| x.cpu_ms_precise)),
         "bench_cpu_s": med(s, |x| Some(x.bench_cpu_s)),
         "hub_repository_requests": max_of(s, |x| x.hub_repository_requests as f64),
         "hub_listing_requests": max_of(s, |x| x.hub_listing_requests as f64),
@@ -1064,7 +1088,7 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | run | wall ms | bound ms (fetch / +listing) | ratio (fetch / +listing) | SSM ms | listing ms | repos ms | bulk ms | peak RSS MiB | CPU s | Hub requests (repo+listing / expected) | max in flight | _bulk | docs |"
+        "| N | run | wall ms | bound ms (fetch / +listing) | ratio (fetch / +listing) | SSM ms | listing span ms | repos ms | bulk ms | peak RSS MiB | CPU s (schedstat ms) | Hub requests (repo+listing / expected) | max in flight | _bulk | docs |"
     );
     let _ = writeln!(
         out,
@@ -1081,7 +1105,7 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
                 + v["hub_auth_requests"].as_f64().unwrap_or(0.0);
             let _ = writeln!(
                 out,
-                "| {n} | {label} (median of {}) | {} | {:.0} / {:.0} | {} / {} | {} | {} | {} | {} | {} (max {}) | {} | {requests:.0} / {} | {} | {} | {} |",
+                "| {n} | {label} (median of {}) | {} | {:.0} / {:.0} | {} / {} | {} | {} | {} | {} | {} (max {}) | {} ({}) | {requests:.0} / {} | {} | {} | {} |",
                 v["samples"],
                 fmt(v, "wall_ms", 0),
                 b.fetch_ms,
@@ -1095,6 +1119,7 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
                 fmt(v, "peak_rss_mib", 1),
                 fmt(v, "peak_rss_mib_max", 1),
                 fmt(v, "cpu_s", 2),
+                fmt(v, "cpu_ms_schedstat", 0),
                 n + b.listing_pages,
                 fmt(v, "hub_max_in_flight", 0),
                 fmt(v, "bulk_requests", 0),
@@ -1104,17 +1129,18 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
     }
     let _ = writeln!(
         out,
-        "\n| N | init ms (median, max) | init CPU s | RSS after init MiB |"
+        "\n| N | init ms (median, max) | init CPU ms (schedstat) | RSS after init MiB (anonymous) |"
     );
     let _ = writeln!(out, "|---:|---:|---:|---:|");
     for (n, _, _, init) in rows {
         let _ = writeln!(
             out,
-            "| {n} | {} ({}) | {} | {} |",
+            "| {n} | {} ({}) | {} | {} ({}) |",
             fmt(init, "init_ms", 1),
             fmt(init, "init_ms_max", 1),
-            fmt(init, "init_cpu_s", 2),
+            fmt(init, "init_cpu_ms_schedstat", 1),
             fmt(init, "rss_mib", 1),
+            fmt(init, "rss_anon_mib", 1),
         );
     }
     out
@@ -1162,6 +1188,7 @@ async fn main() -> ExitCode {
             "init_ms": med(inits, |i| Some(i.init_ms)),
             "init_ms_max": max_of(inits, |i| i.init_ms),
             "init_cpu_s": med(inits, |i| Some(i.init_cpu_s)),
+            "init_cpu_ms_schedstat": med(inits, |i| i.init_cpu_ms_precise),
             "rss_mib": med(inits, |i| Some(i.rss_kib as f64 / 1024.0)),
             "rss_anon_mib": med(inits, |i| Some(i.rss_anon_kib as f64 / 1024.0)),
             "peak_rss_mib": med(inits, |i| Some(i.peak_rss_kib as f64 / 1024.0)),
