@@ -158,7 +158,7 @@ enum Kind {
 /// matched on the exact source text: editing the script in
 /// elasticsearch/pipeline.json makes the fake refuse it until the model is
 /// updated too. Nothing here checks the Painless itself; `_simulate` on a
-/// real cluster does (docs/elasticsearch.md).
+/// real cluster does (README.md, "Seeing the data in Kibana").
 const MODELLED_SCRIPTS: &[(&str, ScriptModel)] = &[(COUNTS_TO_LONG_SOURCE, counts_to_long)];
 
 /// What a modelled script does to the document's source.
