@@ -473,6 +473,11 @@ impl HubClient {
                 Ok(response) => self.answer(response, max_body, attempt).await,
                 Err(error) => transport_error(&error, attempt),
             };
+            // The connection goes back to the pool in a task of its own once
+            // the body is read; let it run before the next request takes this
+            // permit, or that request opens another connection (another TLS
+            // handshake) instead of reusing this one.
+            tokio::task::yield_now().await;
             drop(permit);
             let (error, wait) = match result {
                 Attempt::Done(bytes) => {
