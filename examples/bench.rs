@@ -1034,6 +1034,7 @@ fn summarize(args: &Args, result: &SizeResult, samples: &[&Sample]) -> Value {
         "hub_auth_requests": max_of(s, |x| x.hub_auth_requests as f64),
         "hub_max_in_flight": max_of(s, |x| x.hub_max_in_flight as f64),
         "hub_connections_opened": med(s, |x| Some(x.hub_connections as f64)),
+        "hub_connections_opened_max": max_of(s, |x| x.hub_connections as f64),
         "hub_mib_received": round(med(s, |x| Some(x.hub_bytes_down as f64 / 1048576.0))),
         "bulk_requests": max_of(s, |x| x.bulk_requests as f64),
         "bulk_body_kib": round(med(s, |x| Some(x.bulk_bytes_up as f64 / 1024.0))),
