@@ -17,43 +17,7 @@ const SAVED_OBJECTS: &str = include_str!("../kibana/docker-pulls.ndjson");
 
 /// The `docker-hub-pulls` pipeline as the 2021 article installs it
 /// (`PUT /_ingest/pipeline/docker-hub-pulls`), copied verbatim.
-const SEED_PIPELINE: &str = r#"{
-  "processors": [
-    {
-      "remove": {
-        "field": [
-          "ecs",
-          "metricset",
-          "agent",
-          "host",
-          "event",
-          "service"
-        ],
-        "description": "Removes unnecessary general fields."
-      }
-    },
-    {
-      "remove": {
-        "field": [
-          "http.docker_hub.permissions",
-          "http.docker_hub.last_updated",
-          "http.docker_hub.user",
-          "http.docker_hub.is_private",
-          "http.docker_hub.is_automated",
-          "http.docker_hub.is_migrated",
-          "http.docker_hub.can_edit",
-          "http.docker_hub.description",
-          "http.docker_hub.repository_type",
-          "http.docker_hub.status",
-          "http.docker_hub.full_description",
-          "http.docker_hub.has_starred"
-        ],
-        "ignore_failure": true,
-        "description": "Removes unnecessary docker hub event fields."
-      }
-    }
-  ]
-}"#;
+const SEED_PIPELINE: &str = include_str!("fixtures/elasticsearch/seed-pipeline.json");
 
 /// The article's `_simulate` document for `library/httpd`, as Metricbeat
 /// 7.10 sent it (note the float pull count).

@@ -2,7 +2,8 @@
 //!
 //! The integration tests are only as good as the fake they run against, so
 //! these pin its behaviour to the documented wire shapes in
-//! `../shared/fixtures/elasticsearch/` and to Elasticsearch's own rules.
+//! `tests/fixtures/elasticsearch/` (the team's shared fixtures) and to
+//! Elasticsearch's own rules.
 
 mod support;
 
@@ -14,27 +15,19 @@ use support::ingest::{IngestFailure, run_pipeline};
 
 const NDJSON: &str = "application/x-ndjson";
 
-fn shared_file(relative: &str) -> String {
-    let path = format!("{}/../shared/{relative}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-}
-
 fn fixture(name: &str) -> Value {
-    serde_json::from_str(&shared_file(&format!("fixtures/elasticsearch/{name}")))
-        .expect("fixture is JSON")
+    let path = format!(
+        "{}/tests/fixtures/elasticsearch/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).expect("fixture is JSON")
 }
 
 /// The `docker-hub-pulls` pipeline exactly as the seed article installs it
 /// (the JSON block under its `PUT /_ingest/pipeline/docker-hub-pulls`).
 fn seed_pipeline() -> Value {
-    let article = shared_file("seed/track-docker-pulls-with-elastic-stack.md");
-    let put = article
-        .find("`PUT /_ingest/pipeline/docker-hub-pulls`")
-        .expect("the seed article installs the pipeline");
-    let block = &article[put..];
-    let start = block.find("```json").expect("a JSON block follows") + "```json".len();
-    let end = start + block[start..].find("```").expect("the block ends");
-    serde_json::from_str(&block[start..end]).expect("the seed pipeline is JSON")
+    fixture("seed-pipeline.json")
 }
 
 fn trimmed_doc(name: &str) -> Value {

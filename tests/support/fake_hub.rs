@@ -55,223 +55,29 @@ const CHUNK: usize = 64 * 1024;
 /// The body Docker Hub's edge sends with a 429 (fixtures/dockerhub/rate-limited-429.txt).
 pub const HAP429_BODY: &str = "Too Many Requests (HAP429)\n";
 
-/// The recorded Docker Hub responses of `fixtures/dockerhub/`, byte for byte.
+/// The recorded Docker Hub responses of `tests/fixtures/dockerhub/` (a copy of
+/// the team's shared fixtures), byte for byte.
 pub mod fixtures {
     use serde_json::Value;
 
     /// `GET /v2/repositories/library/httpd` as the seed article showed it (2021).
-    pub const LIBRARY_HTTPD_2021: &str = r##"{
-  "user": "library",
-  "name": "httpd",
-  "namespace": "library",
-  "repository_type": "image",
-  "status": 1,
-  "description": "The Apache HTTP Server Project",
-  "is_private": false,
-  "is_automated": false,
-  "can_edit": false,
-  "star_count": 3318,
-  "pull_count": 2242267726,
-  "last_updated": "2021-01-12T13:42:29.184204Z",
-  "is_migrated": false,
-  "collaborator_count": 0,
-  "affiliation": null,
-  "has_starred": false,
-  "full_description": "# Quick reference\n\n-\t**Maintained by**:  \n\t[the Docker Community].....",
-  "permissions": {
-    "read": true,
-    "write": false,
-    "admin": false
-  }
-}
-"##;
+    pub const LIBRARY_HTTPD_2021: &str =
+        include_str!("../fixtures/dockerhub/library-httpd-2021.json");
 
     /// library/httpd with the fields Docker Hub has added since (values illustrative).
-    pub const LIBRARY_HTTPD_CURRENT: &str = r##"{
-  "user": "library",
-  "name": "httpd",
-  "namespace": "library",
-  "repository_type": "image",
-  "status": 1,
-  "description": "The Apache HTTP Server Project",
-  "is_private": false,
-  "is_automated": false,
-  "can_edit": false,
-  "star_count": 4812,
-  "pull_count": 4871203345,
-  "last_updated": "2021-01-12T13:42:29.184204Z",
-  "is_migrated": false,
-  "collaborator_count": 0,
-  "affiliation": null,
-  "has_starred": false,
-  "full_description": "# Quick reference\n\n-\t**Maintained by**:  \n\t[the Docker Community].....",
-  "permissions": {
-    "read": true,
-    "write": false,
-    "admin": false
-  },
-  "status_description": "active",
-  "date_registered": "2014-06-05T19:59:24.437000Z",
-  "hub_user": "library",
-  "media_types": [
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.index.v1+json"
-  ],
-  "content_types": [
-    "image"
-  ],
-  "categories": [
-    {
-      "name": "Web Servers",
-      "slug": "web-servers"
-    }
-  ],
-  "immutable_tags_settings": {
-    "enabled": false,
-    "rules": []
-  },
-  "storage_size": 16034373482
-}
-"##;
+    pub const LIBRARY_HTTPD_CURRENT: &str =
+        include_str!("../fixtures/dockerhub/library-httpd-current-fields.json");
 
     /// radoondas/netatmobeat as the seed article showed it.
-    pub const RADOONDAS_NETATMOBEAT: &str = r##"{
-  "user": "radoondas",
-  "name": "netatmobeat",
-  "namespace": "radoondas",
-  "repository_type": "image",
-  "status": 1,
-  "description": "https://github.com/radoondas/netatmobeat",
-  "is_private": false,
-  "is_automated": false,
-  "can_edit": false,
-  "star_count": 0,
-  "pull_count": 159,
-  "last_updated": "2020-04-30T14:19:23.613112Z",
-  "is_migrated": false,
-  "collaborator_count": 0,
-  "affiliation": null,
-  "has_starred": false,
-  "full_description": "Netatmobeat\nhttps://github.com/radoondas/netatmobeat",
-  "permissions": {
-    "read": true,
-    "write": false,
-    "admin": false
-  }
-}
-"##;
+    pub const RADOONDAS_NETATMOBEAT: &str =
+        include_str!("../fixtures/dockerhub/radoondas-netatmobeat.json");
 
     /// The first page of `radoondas/*` with `page_size=4` (as served by the real Hub).
-    pub const NAMESPACE_LISTING_PAGE1: &str = r##"{
-  "count": 6,
-  "next": "https://hub.docker.com/v2/namespaces/radoondas/repositories?page=2&page_size=4",
-  "previous": null,
-  "results": [
-    {
-      "name": "earthquakebeat",
-      "namespace": "radoondas",
-      "repository_type": "image",
-      "status": 1,
-      "status_description": "active",
-      "description": "",
-      "is_private": false,
-      "star_count": 0,
-      "pull_count": 98,
-      "last_updated": "2020-04-30T14:19:23.613112Z",
-      "last_modified": "2020-04-30T14:19:23.613112Z",
-      "date_registered": "2019-03-01T10:00:00.000000Z",
-      "affiliation": "",
-      "media_types": [
-        "application/vnd.docker.container.image.v1+json"
-      ],
-      "content_types": [
-        "image"
-      ],
-      "categories": [],
-      "storage_size": 123456
-    },
-    {
-      "name": "netatmobeat",
-      "namespace": "radoondas",
-      "repository_type": "image",
-      "status": 1,
-      "status_description": "active",
-      "description": "",
-      "is_private": false,
-      "star_count": 0,
-      "pull_count": 159,
-      "last_updated": "2020-04-30T14:19:23.613112Z",
-      "last_modified": "2020-04-30T14:19:23.613112Z",
-      "date_registered": "2019-03-01T10:00:00.000000Z",
-      "affiliation": "",
-      "media_types": [
-        "application/vnd.docker.container.image.v1+json"
-      ],
-      "content_types": [
-        "image"
-      ],
-      "categories": [],
-      "storage_size": 123456
-    },
-    {
-      "name": "owmbeat",
-      "namespace": "radoondas",
-      "repository_type": "image",
-      "status": 1,
-      "status_description": "active",
-      "description": "",
-      "is_private": false,
-      "star_count": 1,
-      "pull_count": 412,
-      "last_updated": "2020-04-30T14:19:23.613112Z",
-      "last_modified": "2020-04-30T14:19:23.613112Z",
-      "date_registered": "2019-03-01T10:00:00.000000Z",
-      "affiliation": "",
-      "media_types": [
-        "application/vnd.docker.container.image.v1+json"
-      ],
-      "content_types": [
-        "image"
-      ],
-      "categories": [],
-      "storage_size": 123456
-    },
-    {
-      "name": "safecastbeat",
-      "namespace": "radoondas",
-      "repository_type": "image",
-      "status": 1,
-      "status_description": "active",
-      "description": "",
-      "is_private": false,
-      "star_count": 2,
-      "pull_count": 77,
-      "last_updated": "2020-04-30T14:19:23.613112Z",
-      "last_modified": "2020-04-30T14:19:23.613112Z",
-      "date_registered": "2019-03-01T10:00:00.000000Z",
-      "affiliation": "",
-      "media_types": [
-        "application/vnd.docker.container.image.v1+json"
-      ],
-      "content_types": [
-        "image"
-      ],
-      "categories": [],
-      "storage_size": 123456
-    }
-  ]
-}
-"##;
+    pub const NAMESPACE_LISTING_PAGE1: &str =
+        include_str!("../fixtures/dockerhub/namespace-listing-page1.json");
 
     /// The body of a 404 for an unknown repository.
-    pub const NOT_FOUND_404: &str = r##"{
-  "message": "httperror 404: object not found",
-  "errinfo": {
-    "namespace": "acme",
-    "repository": "missing"
-  }
-}
-"##;
+    pub const NOT_FOUND_404: &str = include_str!("../fixtures/dockerhub/not-found-404.json");
 
     /// Parses one of the constants above.
     pub fn parse(fixture: &str) -> Value {
