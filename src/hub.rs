@@ -148,9 +148,9 @@ pub struct HubClient {
 
 /// What the listings (and the explicit references) hand to the fetcher.
 enum Found {
-    /// A repository to fetch; `Some(i)` when only listing `i` named it.
-    Repository(Repository, Option<usize>),
-    /// Listing `i` failed: what it named is dropped, it is reported instead.
+    /// A repository to fetch (duplicates are dropped on arrival).
+    Repository(Repository),
+    /// Listing `i` failed part-way; it is reported as failed.
     ListingFailed(usize, FetchError),
 }
 
@@ -224,9 +224,9 @@ impl HubClient {
     /// Expands namespaces, drops duplicates and fetches every repository.
     ///
     /// Repositories are fetched while the listings are still paging: each
-    /// page's names go to the fetcher at once. A listing that fails in the
-    /// end is reported as failed and what it had named is dropped (as if it
-    /// had never been listed), unless a reference also named it explicitly.
+    /// page's names go to the fetcher at once. A listing that fails part-way
+    /// is reported as failed, and the repositories its earlier pages named
+    /// are still fetched and kept: a data point for them beats a hole.
     pub async fn fetch_all(
         &self,
         specs: &[(String, ImageSpec)],
@@ -246,10 +246,8 @@ impl HubClient {
         namespaces.dedup_by(|a, b| a.1 == b.1);
 
         let (found, arrivals) = mpsc::unbounded_channel();
-        // Explicit references first, so a repository both named and listed
-        // counts as named.
         for repository in explicit {
-            let _ = found.send(Found::Repository(repository, None));
+            let _ = found.send(Found::Repository(repository));
         }
         let namespaces = &namespaces;
         // Ends (dropping the last sender, which ends the fetcher's input)
@@ -263,7 +261,7 @@ impl HubClient {
                             .list_namespace_pages(namespace, deadline, |names| {
                                 for name in names {
                                     let repository = Repository::new(namespace.as_str(), name);
-                                    let _ = found.send(Found::Repository(repository, Some(index)));
+                                    let _ = found.send(Found::Repository(repository));
                                 }
                             })
                             .await;
@@ -282,9 +280,9 @@ impl HubClient {
         })
         .filter_map(|found| {
             let next = match found {
-                Found::Repository(repository, origin) => seen
-                    .insert(repository.clone())
-                    .then_some((repository, origin)),
+                Found::Repository(repository) => {
+                    seen.insert(repository.clone()).then_some(repository)
+                }
                 Found::ListingFailed(index, error) => {
                     failed_listings[index] = Some(error);
                     None
@@ -292,16 +290,15 @@ impl HubClient {
             };
             std::future::ready(next)
         })
-        .map(|(repository, origin)| async move {
+        .map(|repository| async move {
             let result = self.fetch_repository(&repository, deadline).await;
-            (repository, origin, result)
+            (repository, result)
         })
         .buffer_unordered(self.options.concurrency)
         .collect::<Vec<_>>();
         let ((), results) = futures_util::future::join(list, fetch).await;
 
         let mut outcome = FetchOutcome::default();
-        let listing_failed: Vec<bool> = failed_listings.iter().map(Option::is_some).collect();
         for (index, error) in failed_listings.into_iter().enumerate() {
             if let Some(error) = error {
                 let reference = namespaces[index].0;
@@ -309,11 +306,8 @@ impl HubClient {
                 outcome.failed.push((reference.clone(), error));
             }
         }
-        for (repository, origin, result) in results {
-            if origin.is_some_and(|index| listing_failed[index]) {
-                continue;
-            }
-            outcome.repositories += 1;
+        outcome.repositories = results.len();
+        for (repository, result) in results {
             match result {
                 Ok(stats) => outcome.fetched.push(stats),
                 Err(error) => {

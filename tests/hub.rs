@@ -447,11 +447,19 @@ async fn a_listing_that_loops_is_stopped() {
     let summary = dry_run(&hub, &["bench/*", "httpd"])
         .await
         .expect("run succeeds");
-    assert_eq!(repositories(&summary), ["library/httpd"]);
+    // The namespace is reported; the 200 repositories its two real pages
+    // named are still fetched, each once.
+    let fetched = repositories(&summary);
+    assert_eq!(fetched.len(), 201);
+    assert_eq!(fetched[0], "bench/repo-00001");
+    assert_eq!(fetched[199], "bench/repo-00200");
+    assert_eq!(fetched[200], "library/httpd");
+    assert_eq!(hub.count_kind(RequestKind::Repository), 201);
     let failed = failed(&summary);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "bench/*");
     assert!(failed[0].1.contains("loops back"), "{failed:?}");
+    assert_eq!(summary["requested"], 202);
     // Page 1, page 2, then page 1 again under its explicit `page=1` URL,
     // whose `next` (page 2) has been seen: stopped there.
     assert_eq!(hub.count_kind(RequestKind::Listing), 3);
