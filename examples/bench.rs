@@ -6,7 +6,7 @@
 //! target/release/examples/bench --binary target/release/docker-pulls \
 //!     [--sizes 100,1000,5000] [--latency-ms 50] [--concurrency 32] \
 //!     [--processes 3] [--warm 3] [--images listing|event] [--pipeline NAME] \
-//!     [--memory-mb 128] [--lambda-limits] \
+//!     [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE]… \
 //!     [--lambda target/lambda/docker-pulls/bootstrap]
 //! ```
 //!
@@ -65,7 +65,7 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: bench [--binary PATH] [--sizes 100,1000,5000] [--latency-ms 50] \
                      [--concurrency 32] [--processes 3] [--warm 3] [--images listing|event] \
-                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--lambda BOOTSTRAP]";
+                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE] [--lambda BOOTSTRAP]";
 
 const SSM_PREFIX: &str = "/docker-pulls-bench";
 const NAMESPACE: &str = "bench";
@@ -92,6 +92,8 @@ struct Args {
     /// Run the function in cgroups (v1) with a Lambda's CPU share for
     /// `memory_mb` (memory_mb / 1769 of a CPU) and its memory limit.
     lambda_limits: bool,
+    /// Extra `KEY=VALUE` variables for the function (`--env`, repeatable).
+    env: Vec<(String, String)>,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -108,6 +110,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         memory_mb: 128,
         lambda: None,
         lambda_limits: false,
+        env: Vec::new(),
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -136,6 +139,13 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("memory-mb") => args.memory_mb = parser.value()?.parse()?,
             Long("lambda") => args.lambda = Some(parser.value()?.into()),
             Long("lambda-limits") => args.lambda_limits = true,
+            Long("env") => {
+                let pair = parser.value()?.string()?;
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("--env {pair:?}: expected KEY=VALUE"))?;
+                args.env.push((key.to_owned(), value.to_owned()));
+            }
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -754,6 +764,7 @@ async fn run_process(
         .env("AWS_REGION", "us-east-1")
         .env("DOCKER_HUB_URL", &stand.hub_relay.url)
         .env("HUB_CONCURRENCY", args.concurrency.to_string())
+        .envs(args.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err)
@@ -1273,6 +1284,7 @@ async fn main() -> ExitCode {
             "images": if args.images_in_event { "event" } else { "listing" },
             "pipeline": args.pipeline,
             "memory_mb": args.memory_mb,
+            "env": args.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "lambda_limits": args.lambda_limits.then(|| json!({
                 "cpu_share": f64::from(args.memory_mb) / MB_PER_VCPU,
                 "memory_limit_mb": args.memory_mb,
