@@ -150,8 +150,26 @@ pub struct HubClient {
 enum Found {
     /// A repository to fetch (duplicates are dropped on arrival).
     Repository(Repository),
+    /// A listing named something that is not a repository name: it is
+    /// reported, never put into a URL.
+    InvalidName(String),
     /// Listing `i` failed part-way; it is reported as failed.
     ListingFailed(usize, FetchError),
+}
+
+impl Found {
+    /// A name from the listing of `namespace`, checked like a reference.
+    fn listed(namespace: &str, name: String) -> Self {
+        let reference = format!("{namespace}/{name}");
+        match crate::image_ref::parse(&reference) {
+            Ok(ImageSpec::Repository(repository))
+                if repository.namespace == namespace && repository.name == name =>
+            {
+                Found::Repository(repository)
+            }
+            _ => Found::InvalidName(reference),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -260,8 +278,7 @@ impl HubClient {
                         let listed = self
                             .list_namespace_pages(namespace, deadline, |names| {
                                 for name in names {
-                                    let repository = Repository::new(namespace.as_str(), name);
-                                    let _ = found.send(Found::Repository(repository));
+                                    let _ = found.send(Found::listed(namespace, name));
                                 }
                             })
                             .await;
@@ -275,6 +292,7 @@ impl HubClient {
 
         let mut seen = BTreeSet::new();
         let mut failed_listings: Vec<Option<FetchError>> = vec![None; namespaces.len()];
+        let mut invalid_names = Vec::new();
         let fetch = stream::unfold(arrivals, |mut arrivals| async move {
             arrivals.recv().await.map(|found| (found, arrivals))
         })
@@ -285,6 +303,10 @@ impl HubClient {
                 }
                 Found::ListingFailed(index, error) => {
                     failed_listings[index] = Some(error);
+                    None
+                }
+                Found::InvalidName(reference) => {
+                    invalid_names.push(reference);
                     None
                 }
             };
@@ -305,6 +327,12 @@ impl HubClient {
                 tracing::warn!(image = %reference, %error, "namespace listing failed");
                 outcome.failed.push((reference.clone(), error));
             }
+        }
+        for reference in invalid_names {
+            let error =
+                FetchError::InvalidBody("the namespace listing named an invalid repository".into());
+            tracing::warn!(image = %reference, %error, "image not fetched");
+            outcome.failed.push((reference, error));
         }
         outcome.repositories = results.len();
         for (repository, result) in results {
@@ -346,22 +374,10 @@ impl HubClient {
         Ok(stats)
     }
 
-    /// Every repository name in a namespace, following `next` links. Links
-    /// are resolved against our base URL, so a listing can never send us (or
-    /// our token) to another host.
-    pub async fn list_namespace(
-        &self,
-        namespace: &str,
-        deadline: Deadline,
-    ) -> Result<Vec<String>, FetchError> {
-        let mut names = Vec::new();
-        self.list_namespace_pages(namespace, deadline, |page| names.extend(page))
-            .await?;
-        Ok(names)
-    }
-
-    /// The listing page by page: `on_page` gets each page's names as soon
-    /// as the page is read.
+    /// Every repository name in a namespace, page by page: `on_page` gets
+    /// each page's names as soon as the page is read. `next` links are
+    /// resolved against our base URL, so a listing can never send us (or our
+    /// token) to another host.
     async fn list_namespace_pages(
         &self,
         namespace: &str,
@@ -640,6 +656,19 @@ mod tests {
             repo.as_str(),
             "http://127.0.0.1:9999/mirror/v2/namespaces/library/repositories/httpd"
         );
+    }
+
+    #[test]
+    fn listed_names_are_checked_before_they_reach_a_url() {
+        assert!(
+            matches!(Found::listed("acme", "app".into()), Found::Repository(r) if r == Repository::new("acme", "app"))
+        );
+        for bad in ["../../v2/auth/token", "App", "a/b", "", "x?y", "app:tag"] {
+            assert!(
+                matches!(Found::listed("acme", bad.into()), Found::InvalidName(_)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
