@@ -26,7 +26,7 @@ pub enum Error {
     #[error("unknown action {0:?}: the only action is \"setup\" (omit `action` for a normal run)")]
     UnknownAction(String),
 
-    #[error("Docker Hub rejected the token exchange for dockerhub/username {username:?}: {reason}")]
+    #[error("could not exchange the Docker Hub token of dockerhub/username {username:?}: {reason}")]
     HubAuth { username: String, reason: String },
 
     #[error("Elasticsearch at {url} rejected the credentials ({status}): {reason}")]

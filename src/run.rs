@@ -5,7 +5,7 @@
 //! and what is done with the summary differ.
 
 use crate::bulk::{BulkOptions, BulkSink};
-use crate::config::{Needs, Settings, SettingsSource};
+use crate::config::{DEFAULT_INDEX_PREFIX, Needs, Settings, SettingsSource};
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
 use crate::hub::HubClient;
@@ -149,7 +149,6 @@ pub struct Job<S> {
     hub: HubClient,
     http: reqwest::Client,
     bulk_options: BulkOptions,
-    index_prefix_default: String,
 }
 
 impl<S: SettingsSource> Job<S> {
@@ -159,7 +158,6 @@ impl<S: SettingsSource> Job<S> {
             hub,
             http,
             bulk_options: BulkOptions::default(),
-            index_prefix_default: crate::config::DEFAULT_INDEX_PREFIX.to_owned(),
         }
     }
 
@@ -216,9 +214,7 @@ impl<S: SettingsSource> Job<S> {
         let prefix = settings
             .elasticsearch
             .as_ref()
-            .map_or(self.index_prefix_default.as_str(), |es| {
-                es.index_prefix.as_str()
-            });
+            .map_or(DEFAULT_INDEX_PREFIX, |es| es.index_prefix.as_str());
         let index = index_name(prefix, &timestamp);
 
         let references = request.images.as_ref().unwrap_or(&settings.images);
@@ -285,7 +281,6 @@ impl<S: SettingsSource> Job<S> {
         let es = match (&settings.elasticsearch, request.dry_run) {
             (Some(es), false) => es,
             _ => {
-                summary.indexed = 0;
                 log_summary(&summary, fetched, started);
                 summary.documents = Some(documents);
                 return Ok(summary);
