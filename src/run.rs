@@ -281,7 +281,7 @@ impl<S: SettingsSource> Job<S> {
         let es = match (&settings.elasticsearch, request.dry_run) {
             (Some(es), false) => es,
             _ => {
-                log_summary(&summary, fetched, started);
+                log_summary(&summary, fetched, 0, started);
                 summary.documents = Some(documents);
                 return Ok(summary);
             }
@@ -291,7 +291,7 @@ impl<S: SettingsSource> Job<S> {
         let report = sink.index(&summary.index, &documents, deadline).await?;
         summary.indexed = report.created;
         summary.already_indexed = report.already_indexed;
-        log_summary(&summary, fetched, started);
+        log_summary(&summary, fetched, report.requests, started);
         if let Some((id, reason)) = report.failed.first() {
             tracing::warn!(
                 documents = report.failed.len(),
@@ -310,7 +310,7 @@ impl<S: SettingsSource> Job<S> {
 }
 
 /// The one line per run that says what happened.
-fn log_summary(summary: &Summary, fetched: usize, started: Instant) {
+fn log_summary(summary: &Summary, fetched: usize, bulk_requests: usize, started: Instant) {
     tracing::info!(
         index = %summary.index,
         timestamp = %summary.timestamp,
@@ -319,6 +319,7 @@ fn log_summary(summary: &Summary, fetched: usize, started: Instant) {
         indexed = summary.indexed,
         already_indexed = summary.already_indexed,
         failed = summary.failed.len(),
+        bulk_requests,
         dry_run = summary.dry_run,
         duration_ms = started.elapsed().as_millis() as u64,
         "run finished"
