@@ -96,8 +96,6 @@ pub struct FetchOutcome {
     pub fetched: Vec<RepositoryStats>,
     /// `(image as requested, reason)`, for references and namespaces that failed.
     pub failed: Vec<(String, FetchError)>,
-    /// Distinct repositories asked for (after namespace expansion).
-    pub repositories: usize,
 }
 
 /// Shared by every request of a run: when the Hub says "not before T", nobody
@@ -334,7 +332,6 @@ impl HubClient {
             tracing::warn!(image = %reference, %error, "image not fetched");
             outcome.failed.push((reference, error));
         }
-        outcome.repositories = results.len();
         for (repository, result) in results {
             match result {
                 Ok(stats) => outcome.fetched.push(stats),
