@@ -9,7 +9,7 @@
 use crate::config::EsSettings;
 use crate::document::Document;
 use crate::error::Error;
-use crate::hub::{ReadError, error_chain, read_capped};
+use crate::http::{ReadError, error_chain, read_capped};
 use crate::retry::{self, Deadline};
 use reqwest::{StatusCode, header};
 use serde::Deserialize;

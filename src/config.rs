@@ -12,6 +12,13 @@ use std::fmt;
 
 pub const DEFAULT_SSM_PREFIX: &str = "/docker-pulls";
 pub const DEFAULT_INDEX_PREFIX: &str = "docker-pulls";
+/// Docker Hub's API (`DOCKER_HUB_URL`).
+pub const DEFAULT_HUB_URL: &str = "https://hub.docker.com";
+/// Most Docker Hub requests in flight (`HUB_CONCURRENCY`).
+pub const DEFAULT_HUB_CONCURRENCY: usize = 16;
+/// `MAX_EVENT_AGE`'s default: Lambda's own retries of a scheduled event
+/// arrive well inside 15 minutes; a replay from the dead-letter queue does not.
+pub const DEFAULT_MAX_EVENT_AGE: std::time::Duration = std::time::Duration::from_secs(900);
 pub const DEFAULT_PIPELINE: &str = "docker-hub-pulls";
 /// The `elasticsearch/pipeline` value that turns the pipeline off.
 pub const NO_PIPELINE: &str = "none";
@@ -176,11 +183,17 @@ pub struct Environment {
     pub ssm_prefix: String,
     pub hub_url: String,
     pub hub_concurrency: usize,
+    /// `SPOOL_BUCKET`: where undelivered documents wait; `None`: no spool.
+    pub spool_bucket: Option<String>,
+    /// `MAX_EVENT_AGE`: a scheduled event older than this is a late replay,
+    /// and its counts get the fetch time instead of the event's.
+    pub max_event_age: std::time::Duration,
 }
 
 impl Environment {
-    /// Reads `SSM_PREFIX`, `DOCKER_HUB_URL` and `HUB_CONCURRENCY` through
-    /// `var` (the process environment in production).
+    /// Reads `SSM_PREFIX`, `DOCKER_HUB_URL`, `HUB_CONCURRENCY`,
+    /// `SPOOL_BUCKET` and `MAX_EVENT_AGE` through `var` (the process
+    /// environment in production).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let non_empty = |name: &str| {
             var(name)
@@ -188,7 +201,7 @@ impl Environment {
                 .filter(|v| !v.is_empty())
         };
         let hub_concurrency = match non_empty("HUB_CONCURRENCY") {
-            None => crate::hub::DEFAULT_CONCURRENCY,
+            None => DEFAULT_HUB_CONCURRENCY,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => n,
                 _ => {
@@ -206,11 +219,24 @@ impl Environment {
                 reason: format!("{ssm_prefix:?} must start with `/`"),
             });
         }
+        let max_event_age = match non_empty("MAX_EVENT_AGE") {
+            None => DEFAULT_MAX_EVENT_AGE,
+            Some(text) => match text.parse::<u64>() {
+                Ok(seconds) if seconds > 0 => std::time::Duration::from_secs(seconds),
+                _ => {
+                    return Err(Error::InvalidEnvironment {
+                        name: "MAX_EVENT_AGE",
+                        reason: format!("{text:?} is not a positive number of seconds"),
+                    });
+                }
+            },
+        };
         Ok(Self {
             ssm_prefix: ssm_prefix.trim_end_matches('/').to_owned(),
-            hub_url: non_empty("DOCKER_HUB_URL")
-                .unwrap_or_else(|| crate::hub::DEFAULT_HUB_URL.to_owned()),
+            hub_url: non_empty("DOCKER_HUB_URL").unwrap_or_else(|| DEFAULT_HUB_URL.to_owned()),
             hub_concurrency,
+            spool_bucket: non_empty("SPOOL_BUCKET"),
+            max_event_age,
         })
     }
 }
@@ -737,15 +763,26 @@ mod tests {
                 ssm_prefix: "/docker-pulls".into(),
                 hub_url: "https://hub.docker.com".into(),
                 hub_concurrency: 16,
+                spool_bucket: None,
+                max_event_age: std::time::Duration::from_secs(900),
             }
         );
         let env = Environment::from_vars(|name| match name {
             "SSM_PREFIX" => Some("/prod/pulls/".into()),
             "HUB_CONCURRENCY" => Some("32".into()),
             "DOCKER_HUB_URL" => Some("http://127.0.0.1:8080".into()),
+            "SPOOL_BUCKET" => Some(" pulls-spool ".into()),
+            "MAX_EVENT_AGE" => Some("600".into()),
             _ => None,
         })
         .expect("valid");
+        assert_eq!(env.spool_bucket.as_deref(), Some("pulls-spool"));
+        assert_eq!(env.max_event_age, std::time::Duration::from_secs(600));
+        for bad in ["0", "-5", "15m"] {
+            let err = Environment::from_vars(|n| (n == "MAX_EVENT_AGE").then(|| bad.to_owned()))
+                .unwrap_err();
+            assert!(err.to_string().contains("MAX_EVENT_AGE"), "{err}");
+        }
         assert_eq!(env.ssm_prefix, "/prod/pulls");
         assert_eq!(env.hub_concurrency, 32);
         assert_eq!(env.hub_url, "http://127.0.0.1:8080");

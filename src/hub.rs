@@ -12,6 +12,7 @@
 
 use crate::config::{HubCredentials, Secret};
 use crate::document::RepositoryStats;
+use crate::http::{ReadError, error_chain, read_capped};
 use crate::image_ref::{ImageSpec, Repository};
 use crate::retry::{self, Deadline};
 use futures_util::{StreamExt, stream};
@@ -24,8 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
-pub const DEFAULT_HUB_URL: &str = "https://hub.docker.com";
-pub const DEFAULT_CONCURRENCY: usize = 16;
+pub use crate::config::{DEFAULT_HUB_CONCURRENCY as DEFAULT_CONCURRENCY, DEFAULT_HUB_URL};
 
 /// Tunables of the Docker Hub client; the defaults suit the Lambda.
 #[derive(Debug, Clone)]
@@ -569,49 +569,6 @@ fn transport_error<T>(error: &reqwest::Error, attempts: u32) -> Attempt<T> {
         }
     };
     Attempt::Retry { error, wait: None }
-}
-
-/// An error and its causes on one line, without the URL (which is known from
-/// context and could carry credentials).
-pub(crate) fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text
-            .replace(&format!(" ({url})"), "")
-            .replace(url.as_str(), "");
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-pub(crate) enum ReadError {
-    TooLarge,
-    Transport(reqwest::Error),
-}
-
-/// Reads a body chunk by chunk, stopping as soon as it exceeds `limit`, so a
-/// runaway response costs at most `limit` bytes of memory.
-pub(crate) async fn read_capped(
-    mut response: Response,
-    limit: usize,
-) -> Result<Vec<u8>, ReadError> {
-    let declared = response.content_length().unwrap_or(0);
-    if declared > limit as u64 {
-        return Err(ReadError::TooLarge);
-    }
-    let mut body = Vec::with_capacity(declared as usize);
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > limit {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A JSON error with a hint of what the body was (HTML from a proxy, etc.).

@@ -13,6 +13,7 @@
 //! - [`setup`]: installing the ingest pipeline and index template
 //! - [`run`]: the handler that ties them together
 //! - [`local`]: the one-shot command-line mode
+//! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
 //! - [`error`]: what fails an invocation
 
@@ -20,6 +21,7 @@ pub mod bulk;
 pub mod config;
 pub mod document;
 pub mod error;
+pub mod http;
 pub mod hub;
 pub mod image_ref;
 pub mod local;

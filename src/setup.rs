@@ -6,7 +6,7 @@
 
 use crate::config::EsSettings;
 use crate::error::Error;
-use crate::hub::{ReadError, error_chain, read_capped};
+use crate::http::{ReadError, error_chain, read_capped};
 use crate::retry::{self, Deadline};
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
