@@ -4,7 +4,11 @@
 //! timestamp, so anything may be re-sent safely: a 409 means "already there".
 //! Items that fail transiently (429, 5xx) are retried alone; items the ingest
 //! pipeline fails are re-sent without it (documents arrive trimmed, so the
-//! pipeline is only a fallback); 401/403 stop at once.
+//! pipeline is only a fallback), whatever status the failure came with;
+//! per-item 401/403/404 are refusals (privileges, index creation) that no
+//! retry fixes this run; a whole-request 401/403 stops sending at once.
+//! What Elasticsearch did not account for is handed back to the caller, which
+//! spools it (see [`crate::spool`]).
 
 use crate::config::EsSettings;
 use crate::document::Document;
@@ -19,8 +23,8 @@ use std::time::Duration;
 /// Just enough of the response to match items to documents by position and
 /// `_id`, and to explain failures. Successful items keep their `status`, so
 /// positions are never lost (unlike `filter_path=items.*.error`).
-pub const FILTER_PATH: &str =
-    "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason";
+/// `error.caused_by` says why a script or mapping failed.
+pub const FILTER_PATH: &str = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,items.*.error.caused_by.reason";
 
 /// Elasticsearch's default `http.max_content_length` is 100 MiB; staying at
 /// 10 MiB keeps requests fast and well inside any proxy's limits.
@@ -51,30 +55,81 @@ impl Default for BulkOptions {
     }
 }
 
+/// One document ready for `_bulk`: its index, its `_id` and its source as
+/// one line of JSON. Fresh documents and spooled ones take the same path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkEntry {
+    pub index: String,
+    pub id: String,
+    pub source: String,
+}
+
+impl BulkEntry {
+    pub fn new(index: &str, document: &Document) -> Self {
+        Self {
+            index: index.to_owned(),
+            id: document.id(),
+            // Serialising the document (strings and integers) cannot fail.
+            source: serde_json::to_string(document).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct CreateAction<'a> {
+    #[serde(borrow)]
+    create: ActionMeta<'a>,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+struct ActionMeta<'a> {
+    #[serde(rename = "_index", borrow)]
+    index: std::borrow::Cow<'a, str>,
+    #[serde(rename = "_id", borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
 /// Appends one `create` action and its document, each line ending in `\n`.
-pub fn encode_create(out: &mut Vec<u8>, index: &str, document: &Document) {
-    #[derive(serde::Serialize)]
-    struct Action<'a> {
-        create: Meta<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Meta<'a> {
-        #[serde(rename = "_index")]
-        index: &'a str,
-        #[serde(rename = "_id")]
-        id: &'a str,
-    }
-    let id = document.id();
-    // Serialising these plain structs into a Vec cannot fail.
-    let _ = serde_json::to_writer(
-        &mut *out,
-        &Action {
-            create: Meta { index, id: &id },
+pub fn encode_create(out: &mut Vec<u8>, entry: &BulkEntry) {
+    let action = CreateAction {
+        create: ActionMeta {
+            index: entry.index.as_str().into(),
+            id: entry.id.as_str().into(),
         },
-    );
+    };
+    // Serialising two strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &action);
     out.push(b'\n');
-    let _ = serde_json::to_writer(&mut *out, document);
+    out.extend_from_slice(entry.source.as_bytes());
     out.push(b'\n');
+}
+
+/// Reads NDJSON written by [`encode_create`] back into entries: pairs of a
+/// `create` action naming `_index` and `_id`, and a JSON object.
+pub fn decode_creates(body: &[u8]) -> Result<Vec<BulkEntry>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let mut entries = Vec::new();
+    while let Some((number, action)) = lines.next() {
+        let action: CreateAction = serde_json::from_str(action)
+            .map_err(|e| format!("line {}: not a create action: {e}", number + 1))?;
+        let Some((number, source)) = lines.next() else {
+            return Err(format!("line {}: action without a document", number + 1));
+        };
+        match serde_json::from_str::<serde_json::Value>(source) {
+            Ok(serde_json::Value::Object(_)) => {}
+            _ => return Err(format!("line {}: not a JSON object", number + 1)),
+        }
+        entries.push(BulkEntry {
+            index: action.create.index.into_owned(),
+            id: action.create.id.into_owned(),
+            source: source.to_owned(),
+        });
+    }
+    Ok(entries)
 }
 
 /// The typed bulk response (after [`FILTER_PATH`]).
@@ -136,6 +191,36 @@ pub struct ItemError {
     pub error_type: String,
     #[serde(default)]
     pub reason: String,
+    #[serde(default)]
+    pub caused_by: Option<Cause>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Cause {
+    #[serde(rename = "type", default)]
+    pub error_type: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl ItemError {
+    /// An ingest processor or script failed, or the pipeline is missing.
+    /// Elasticsearch answers these with 400 or, for processor and script
+    /// exceptions, 500 (elastic/elasticsearch#48803): the type says which.
+    fn is_pipeline_failure(&self) -> bool {
+        let ingest = |t: &str| {
+            t.contains("ingest")
+                || t.contains("script")
+                || t.contains("pipeline")
+                || t.starts_with("painless")
+        };
+        ingest(&self.error_type)
+            || self
+                .caused_by
+                .as_ref()
+                .is_some_and(|c| ingest(&c.error_type))
+            || self.reason.starts_with("pipeline with id [")
+    }
 }
 
 /// What to do with one document after a bulk attempt.
@@ -148,23 +233,63 @@ pub enum ItemOutcome {
     Retry(String),
     /// Refused while going through the pipeline: send again without it.
     WithoutPipeline(String),
+    /// 401/403/404 for this item: a missing privilege or index creation
+    /// turned off. No retry helps until someone changes the cluster, and
+    /// nothing is wrong with the document: keep it (spool) and say why.
+    Refused(String),
     /// Refused on its own merits (mapping conflict, …): final.
     Rejected(String),
 }
 
 fn describe(status: u16, error: Option<&ItemError>) -> String {
     match error {
-        Some(e) => format!("{status} {}: {}", e.error_type, e.reason),
+        Some(e) => {
+            let mut text = format!("{status} {}: {}", e.error_type, e.reason);
+            if let Some(cause) = &e.caused_by {
+                text.push_str(&format!(
+                    " (caused by {}: {})",
+                    cause.error_type, cause.reason
+                ));
+            }
+            text
+        }
         None => format!("{status}"),
+    }
+}
+
+/// What to change in the cluster for a per-item 401/403/404.
+fn refusal_hint(status: u16, error: Option<&ItemError>) -> &'static str {
+    let text = error.map_or(String::new(), |e| format!("{} {}", e.error_type, e.reason));
+    match status {
+        401 => "the credentials were not accepted for this index",
+        403 if text.contains("auto_create") || text.contains("create_index") => {
+            "the credentials may not create the index: grant `auto_configure` (or `create_index`) on the index pattern, or create the index"
+        }
+        403 => {
+            "the credentials may not write to the index: grant `create_doc` (and `auto_configure`) on the index pattern, e.g. `docker-pulls-*`"
+        }
+        _ if text.contains("auto_create_index") || text.contains("index_not_found") => {
+            "the index does not exist and automatic index creation is disabled: allow the index pattern in `action.auto_create_index`, or create the index"
+        }
+        _ => "the index was not found",
     }
 }
 
 /// Classifies one item of a response.
 pub fn classify(item: &BulkItem, used_pipeline: bool) -> ItemOutcome {
-    let reason = || describe(item.status, item.error.as_ref());
+    let error = item.error.as_ref();
+    let reason = || describe(item.status, error);
     match item.status {
         200 | 201 => ItemOutcome::Created,
         409 => ItemOutcome::AlreadyIndexed,
+        _ if used_pipeline && error.is_some_and(ItemError::is_pipeline_failure) => {
+            ItemOutcome::WithoutPipeline(reason())
+        }
+        401 | 403 | 404 => ItemOutcome::Refused(format!(
+            "{}; {}",
+            reason(),
+            refusal_hint(item.status, error)
+        )),
         429 | 500..=599 => ItemOutcome::Retry(reason()),
         _ if used_pipeline => ItemOutcome::WithoutPipeline(reason()),
         _ => ItemOutcome::Rejected(reason()),
@@ -175,9 +300,9 @@ pub fn classify(item: &BulkItem, used_pipeline: bool) -> ItemOutcome {
 /// position when the counts agree and ids do not contradict it, otherwise
 /// by `_id`; a document the response does not account for is retried
 /// (`create` makes that safe), never counted as indexed.
-pub fn read_response(
+pub fn read_response<S: AsRef<str>>(
     body: &[u8],
-    ids: &[String],
+    ids: &[S],
     used_pipeline: bool,
 ) -> Result<Vec<ItemOutcome>, String> {
     let response: BulkResponse =
@@ -188,10 +313,11 @@ pub fn read_response(
         .filter_map(|item| item.0)
         .collect();
     let positional = items.len() == ids.len()
-        && items
-            .iter()
-            .zip(ids)
-            .all(|(item, id)| item.id.as_ref().is_none_or(|item_id| item_id == id));
+        && items.iter().zip(ids).all(|(item, id)| {
+            item.id
+                .as_ref()
+                .is_none_or(|item_id| item_id == id.as_ref())
+        });
     if positional {
         return Ok(items
             .iter()
@@ -211,22 +337,41 @@ pub fn read_response(
     );
     Ok(ids
         .iter()
-        .map(|id| match by_id.get(id.as_str()) {
+        .map(|id| match by_id.get(id.as_ref()) {
             Some(item) => classify(item, used_pipeline),
             None => ItemOutcome::Retry(missing.clone()),
         })
         .collect())
 }
 
-/// The result of indexing one run's documents.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What became of a batch of entries. Every entry ends in exactly one of:
+/// created, already indexed, rejected or unaccounted.
+#[derive(Debug, Default)]
 pub struct IndexReport {
     pub created: usize,
     pub already_indexed: usize,
-    /// `(document _id, last reason)` for documents still not indexed.
-    pub failed: Vec<(String, String)>,
+    /// `(position, reason)`: refused for good (a mapping conflict): sending
+    /// it again can only fail the same way.
+    pub rejected: Vec<(usize, String)>,
+    /// `(position, last reason)`: Elasticsearch did not account for these
+    /// (unreachable, 429/5xx to the end, refused, the deadline). They must
+    /// be kept and sent again later.
+    pub unaccounted: Vec<(usize, String)>,
+    /// Why sending stopped for every document at once (401/403 on the whole
+    /// request): the run reports it, and fails with it when nothing can keep
+    /// the documents.
+    pub halted: Option<Error>,
     /// `_bulk` requests sent.
     pub requests: usize,
+    /// Time spent in `_bulk` requests.
+    pub elapsed: Duration,
+}
+
+impl IndexReport {
+    /// Every entry created or found already indexed.
+    pub fn complete(&self) -> bool {
+        self.rejected.is_empty() && self.unaccounted.is_empty() && self.halted.is_none()
+    }
 }
 
 /// A document still to be indexed, and how.
@@ -251,6 +396,8 @@ enum RequestOutcome {
     All(ItemOutcome),
     /// 413: split and send again.
     TooLarge,
+    /// 401/403: stop sending anything.
+    Halt(Error),
 }
 
 impl BulkSink {
@@ -262,18 +409,12 @@ impl BulkSink {
         }
     }
 
-    /// Indexes `documents` into `index`, retrying within the deadline.
-    /// Errors only for what no retry can fix (credentials); documents that
-    /// could not be indexed are listed in the report.
-    pub async fn index(
-        &self,
-        index: &str,
-        documents: &[Document],
-        deadline: Deadline,
-    ) -> Result<IndexReport, Error> {
-        let ids: Vec<String> = documents.iter().map(Document::id).collect();
+    /// Indexes `entries`, retrying within the deadline, and accounts for
+    /// every one of them in the report; never loses track of an entry.
+    pub async fn index(&self, entries: &[BulkEntry], deadline: Deadline) -> IndexReport {
+        let started = tokio::time::Instant::now();
         let mut report = IndexReport::default();
-        let mut pending: Vec<Pending> = (0..documents.len())
+        let mut pending: Vec<Pending> = (0..entries.len())
             .map(|position| Pending {
                 position,
                 use_pipeline: self.settings.pipeline.is_some(),
@@ -282,25 +423,26 @@ impl BulkSink {
             .collect();
         let mut max_body = self.options.max_body_bytes;
         let mut round = 0;
-        while !pending.is_empty() && round < self.options.max_rounds {
+        let (mut refused, mut first_refused) = (0, String::new());
+        'rounds: while !pending.is_empty() && round < self.options.max_rounds {
             round += 1;
             let mut next = Vec::new();
             let mut transient = false;
-            let (mut refused, mut first_refusal) = (0, String::new());
+            let (mut without_pipeline, mut first_refusal) = (0, String::new());
             for use_pipeline in [true, false] {
                 let (group, rest): (Vec<Pending>, Vec<Pending>) = pending
                     .into_iter()
                     .partition(|p| p.use_pipeline == use_pipeline);
                 pending = rest;
-                for (chunk, body) in requests(&group, documents, index, max_body) {
-                    let chunk_ids: Vec<String> = chunk
+                let mut chunks = requests(&group, entries, max_body).into_iter();
+                while let Some((chunk, body)) = chunks.next() {
+                    let chunk_ids: Vec<&str> = chunk
                         .iter()
-                        .map(|&i| ids[group[i].position].clone())
+                        .map(|&i| entries[group[i].position].id.as_str())
                         .collect();
                     let body_len = body.len();
                     report.requests += 1;
-                    let outcome = self.send(body, &chunk_ids, use_pipeline, deadline).await?;
-                    let outcomes = match outcome {
+                    let outcomes = match self.send(body, &chunk_ids, use_pipeline, deadline).await {
                         RequestOutcome::Items(items) => items,
                         RequestOutcome::All(outcome) => vec![outcome; chunk.len()],
                         RequestOutcome::TooLarge if chunk.len() > 1 => {
@@ -312,6 +454,31 @@ impl BulkSink {
                         }
                         RequestOutcome::TooLarge => {
                             vec![ItemOutcome::Rejected("413 request entity too large".into())]
+                        }
+                        RequestOutcome::Halt(error) => {
+                            // Nothing else is sent: this chunk, the chunks
+                            // not sent yet and the other group stay
+                            // unaccounted, with the reason.
+                            let reason = error.to_string();
+                            let unsent = chunk
+                                .iter()
+                                .chain(
+                                    chunks
+                                        .flat_map(|(members, _)| members)
+                                        .collect::<Vec<_>>()
+                                        .iter(),
+                                )
+                                .map(|&i| group[i].position)
+                                .collect::<Vec<_>>();
+                            for position in unsent
+                                .into_iter()
+                                .chain(pending.drain(..).map(|p| p.position))
+                                .chain(next.drain(..).map(|p: Pending| p.position))
+                            {
+                                report.unaccounted.push((position, reason.clone()));
+                            }
+                            report.halted = Some(error);
+                            break 'rounds;
                         }
                     };
                     for (&i, outcome) in chunk.iter().zip(outcomes) {
@@ -328,9 +495,9 @@ impl BulkSink {
                                 });
                             }
                             ItemOutcome::WithoutPipeline(reason) => {
-                                refused += 1;
-                                if refused == 1 {
-                                    first_refusal = format!("{}: {reason}", ids[position]);
+                                without_pipeline += 1;
+                                if without_pipeline == 1 {
+                                    first_refusal = format!("{}: {reason}", entries[position].id);
                                 }
                                 next.push(Pending {
                                     position,
@@ -338,16 +505,23 @@ impl BulkSink {
                                     reason,
                                 });
                             }
+                            ItemOutcome::Refused(reason) => {
+                                refused += 1;
+                                if refused == 1 {
+                                    first_refused = format!("{}: {reason}", entries[position].id);
+                                }
+                                report.unaccounted.push((position, reason));
+                            }
                             ItemOutcome::Rejected(reason) => {
-                                report.failed.push((ids[position].clone(), reason))
+                                report.rejected.push((position, reason))
                             }
                         }
                     }
                 }
             }
-            if refused > 0 {
+            if without_pipeline > 0 {
                 tracing::info!(
-                    documents = refused,
+                    documents = without_pipeline,
                     first = %first_refusal,
                     "the ingest pipeline refused documents; re-sending them without it"
                 );
@@ -379,27 +553,37 @@ impl BulkSink {
                 tokio::time::sleep(wait).await;
             }
         }
-        for p in pending {
-            report.failed.push((ids[p.position].clone(), p.reason));
+        if refused > 0 {
+            tracing::error!(
+                documents = refused,
+                first = %first_refused,
+                "Elasticsearch refused documents for lack of a privilege or an index"
+            );
         }
-        Ok(report)
+        for p in pending {
+            report.unaccounted.push((p.position, p.reason));
+        }
+        report.elapsed = started.elapsed();
+        report
     }
 
     async fn send(
         &self,
         body: Vec<u8>,
-        ids: &[String],
+        ids: &[&str],
         use_pipeline: bool,
         deadline: Deadline,
-    ) -> Result<RequestOutcome, Error> {
+    ) -> RequestOutcome {
         let pipeline = self.settings.pipeline.as_deref().filter(|_| use_pipeline);
-        let mut url =
-            reqwest::Url::parse(&format!("{}/_bulk", self.settings.url)).map_err(|e| {
-                Error::InvalidParameter {
+        let mut url = match reqwest::Url::parse(&format!("{}/_bulk", self.settings.url)) {
+            Ok(url) => url,
+            Err(e) => {
+                return RequestOutcome::Halt(Error::InvalidParameter {
                     name: "elasticsearch/url".into(),
                     reason: e.to_string(),
-                }
-            })?;
+                });
+            }
+        };
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("filter_path", FILTER_PATH);
@@ -409,9 +593,9 @@ impl BulkSink {
         }
         let timeout = deadline.timeout(self.options.request_timeout);
         if timeout < Duration::from_millis(100) {
-            return Ok(RequestOutcome::All(ItemOutcome::Retry(
+            return RequestOutcome::All(ItemOutcome::Retry(
                 "no time left before the invocation deadline".into(),
-            )));
+            ));
         }
         let mut request = self
             .http
@@ -431,53 +615,55 @@ impl BulkSink {
                 } else {
                     format!("connection error: {}", error_chain(&error))
                 };
-                return Ok(RequestOutcome::All(ItemOutcome::Retry(reason)));
+                return RequestOutcome::All(ItemOutcome::Retry(reason));
             }
         };
         let status = response.status();
         let body = match read_capped(response, self.options.max_response_bytes).await {
             Ok(body) => body,
             Err(ReadError::TooLarge) => {
-                return Ok(RequestOutcome::All(ItemOutcome::Retry(
+                return RequestOutcome::All(ItemOutcome::Retry(
                     "bulk response too large to read".into(),
-                )));
+                ));
             }
             Err(ReadError::Transport(error)) => {
-                return Ok(RequestOutcome::All(ItemOutcome::Retry(format!(
+                return RequestOutcome::All(ItemOutcome::Retry(format!(
                     "connection error while reading the response: {}",
                     error_chain(&error)
-                ))));
+                )));
             }
         };
         match status {
-            StatusCode::OK => Ok(match read_response(&body, ids, use_pipeline) {
+            StatusCode::OK => match read_response(&body, ids, use_pipeline) {
                 Ok(items) => RequestOutcome::Items(items),
                 Err(reason) => RequestOutcome::All(ItemOutcome::Retry(reason)),
-            }),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Error::EsAuth {
-                url: self.settings.url.clone(),
-                status: status.as_u16(),
-                reason: error_reason(&body),
-            }),
-            StatusCode::PAYLOAD_TOO_LARGE => Ok(RequestOutcome::TooLarge),
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                RequestOutcome::Halt(Error::EsAuth {
+                    url: self.settings.url.clone(),
+                    status: status.as_u16(),
+                    reason: error_reason(&body),
+                })
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
             StatusCode::TOO_MANY_REQUESTS
             | StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Ok(RequestOutcome::All(ItemOutcome::Retry(format!(
+            | StatusCode::GATEWAY_TIMEOUT => RequestOutcome::All(ItemOutcome::Retry(format!(
                 "{} {}",
                 status.as_u16(),
                 error_reason(&body)
-            )))),
+            ))),
             _ => {
                 let reason = format!("{} {}", status.as_u16(), error_reason(&body));
                 // A whole-request refusal while naming a pipeline may be the
                 // pipeline's doing (older clusters answer a missing pipeline
                 // this way): try once more without it before giving up.
-                Ok(RequestOutcome::All(if use_pipeline {
+                RequestOutcome::All(if use_pipeline {
                     ItemOutcome::WithoutPipeline(reason)
                 } else {
                     ItemOutcome::Rejected(reason)
-                }))
+                })
             }
         }
     }
@@ -514,8 +700,7 @@ pub fn error_reason(body: &[u8]) -> String {
 /// positions in `group` each one carries.
 fn requests(
     group: &[Pending],
-    documents: &[Document],
-    index: &str,
+    entries: &[BulkEntry],
     max_body: usize,
 ) -> Vec<(Vec<usize>, Vec<u8>)> {
     let mut requests = Vec::new();
@@ -524,7 +709,7 @@ fn requests(
     let mut entry = Vec::new();
     for (i, pending) in group.iter().enumerate() {
         entry.clear();
-        encode_create(&mut entry, index, &documents[pending.position]);
+        encode_create(&mut entry, &entries[pending.position]);
         if !members.is_empty() && body.len() + entry.len() > max_body {
             requests.push((std::mem::take(&mut members), std::mem::take(&mut body)));
         }
@@ -569,13 +754,17 @@ mod tests {
         let mut body = Vec::new();
         encode_create(
             &mut body,
-            "docker-pulls-2026",
-            &document("library", "httpd", 2244658322),
+            &BulkEntry::new(
+                "docker-pulls-2026",
+                &document("library", "httpd", 2244658322),
+            ),
         );
         encode_create(
             &mut body,
-            "docker-pulls-2026",
-            &document("radoondas", "netatmobeat", 159),
+            &BulkEntry::new(
+                "docker-pulls-2026",
+                &document("radoondas", "netatmobeat", 159),
+            ),
         );
         assert_eq!(body.last(), Some(&b'\n'));
         let text = String::from_utf8(body).expect("utf-8");
@@ -654,7 +843,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_success() {
-        assert!(read_response(b"<html>proxy error</html>", &["a".into()], false).is_err());
+        assert!(read_response(b"<html>proxy error</html>", &["a"], false).is_err());
         let ids = vec!["a".to_owned()];
         let outcomes = read_response(br#"{"errors":false}"#, &ids, false).expect("readable");
         assert!(matches!(&outcomes[0], ItemOutcome::Retry(_)));
@@ -671,8 +860,8 @@ mod tests {
 
     #[test]
     fn chunks_respect_the_body_limit() {
-        let documents: Vec<Document> = (0..10)
-            .map(|i| document("acme", &format!("app{i}"), i))
+        let entries: Vec<BulkEntry> = (0..10)
+            .map(|i| BulkEntry::new("i", &document("acme", &format!("app{i}"), i)))
             .collect();
         let group: Vec<Pending> = (0..10)
             .map(|position| Pending {
@@ -682,8 +871,8 @@ mod tests {
             })
             .collect();
         let mut one = Vec::new();
-        encode_create(&mut one, "i", &documents[0]);
-        let split = requests(&group, &documents, "i", one.len() * 3);
+        encode_create(&mut one, &entries[0]);
+        let split = requests(&group, &entries, one.len() * 3);
         assert_eq!(
             split.iter().map(|(m, _)| m.len()).collect::<Vec<_>>(),
             vec![3, 3, 3, 1]
@@ -694,7 +883,121 @@ mod tests {
                 .all(|(_, body)| body.len() <= one.len() * 3 && body.ends_with(b"\n"))
         );
         assert_eq!(split[0].1[..one.len()], one[..]);
-        assert_eq!(requests(&group, &documents, "i", 1).len(), 10);
-        assert_eq!(requests(&group, &documents, "i", MAX_BODY_BYTES).len(), 1);
+        assert_eq!(requests(&group, &entries, 1).len(), 10);
+        assert_eq!(requests(&group, &entries, MAX_BODY_BYTES).len(), 1);
+    }
+
+    #[test]
+    fn encoded_entries_decode_to_the_same_entries() {
+        let entries: Vec<BulkEntry> = [("2025", "a", 1), ("2026", "b", 2)]
+            .iter()
+            .map(|(year, name, pulls)| {
+                BulkEntry::new(
+                    &format!("docker-pulls-{year}"),
+                    &document("acme", name, *pulls),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        for entry in &entries {
+            encode_create(&mut body, entry);
+        }
+        assert_eq!(decode_creates(&body).expect("decodes"), entries);
+        for bad in [
+            &b"{\"index\":{\"_index\":\"i\",\"_id\":\"a\"}}\n{}\n"[..],
+            b"{\"create\":{\"_index\":\"i\",\"_id\":\"a\"}}\n",
+            b"{\"create\":{\"_index\":\"i\",\"_id\":\"a\"}}\n[1]\n",
+            b"{\"create\":{\"_index\":\"i\"}}\n{}\n",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                decode_creates(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    fn item(status: u16, error_type: &str, reason: &str, cause: Option<(&str, &str)>) -> BulkItem {
+        BulkItem {
+            id: None,
+            status,
+            error: Some(ItemError {
+                error_type: error_type.into(),
+                reason: reason.into(),
+                caused_by: cause.map(|(t, r)| Cause {
+                    error_type: t.into(),
+                    reason: r.into(),
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn privilege_and_index_refusals_are_not_pipeline_refusals() {
+        let forbidden = item(
+            403,
+            "security_exception",
+            "action [indices:data/write/bulk[s]] is unauthorized for API key id [x] of user [y] on indices [docker-pulls-2026], this action is granted by the index privileges [create_doc,create,index,write,all]",
+            None,
+        );
+        for pipeline in [true, false] {
+            match classify(&forbidden, pipeline) {
+                ItemOutcome::Refused(reason) => {
+                    assert!(reason.contains("`create_doc`"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let auto_create = item(
+            403,
+            "security_exception",
+            "action [indices:admin/auto_create] is unauthorized for user [y] on indices [docker-pulls-2026], this action is granted by the index privileges [auto_configure,create_index,manage,all]",
+            None,
+        );
+        assert!(
+            matches!(classify(&auto_create, true), ItemOutcome::Refused(r) if r.contains("`auto_configure`"))
+        );
+        let no_index = item(
+            404,
+            "index_not_found_exception",
+            "no such index [docker-pulls-2026] and [action.auto_create_index] ([false]) doesn't match",
+            None,
+        );
+        assert!(
+            matches!(classify(&no_index, true), ItemOutcome::Refused(r) if r.contains("`action.auto_create_index`"))
+        );
+    }
+
+    #[test]
+    fn ingest_failures_are_pipeline_refusals_whatever_their_status() {
+        let script_500 = item(
+            500,
+            "script_exception",
+            "runtime error",
+            Some(("illegal_argument_exception", "cannot round a string")),
+        );
+        assert!(matches!(
+            classify(&script_500, true),
+            ItemOutcome::WithoutPipeline(r) if r.contains("caused by illegal_argument_exception: cannot round a string")
+        ));
+        let processor_500 = item(
+            500,
+            "illegal_argument_exception",
+            "field [ecs] not present",
+            Some(("ingest_processor_exception", "field [ecs] not present")),
+        );
+        assert!(matches!(
+            classify(&processor_500, true),
+            ItemOutcome::WithoutPipeline(_)
+        ));
+        // Without a pipeline named, a 500 is just transient.
+        assert!(matches!(
+            classify(&script_500, false),
+            ItemOutcome::Retry(_)
+        ));
+        // A plain 500 through the pipeline is transient too.
+        let plain = item(500, "node_not_connected_exception", "node left", None);
+        assert!(matches!(classify(&plain, true), ItemOutcome::Retry(_)));
     }
 }

@@ -34,6 +34,33 @@ impl RunTime {
     pub fn year(&self) -> i32 {
         self.0.year()
     }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_seconds(&self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// How long before `now` this time was (zero when it is not in the past).
+    pub fn age_at(&self, now: &RunTime) -> std::time::Duration {
+        let age = now.0 - self.0;
+        std::time::Duration::try_from(age).unwrap_or_default()
+    }
+
+    /// `20261127T183500.000Z`: fixed width, so it sorts as the time does,
+    /// and safe in S3 keys and file names.
+    pub fn compact(&self) -> String {
+        let t = self.0;
+        format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
+    }
 }
 
 impl fmt::Display for RunTime {
@@ -232,6 +259,37 @@ mod tests {
         assert_eq!(fractional.to_string(), "2026-11-27T18:35:00.25Z");
         assert!(RunTime::parse("yesterday").is_err());
         assert!(RunTime::now().to_string().ends_with('Z'));
+    }
+
+    #[test]
+    fn compact_times_sort_as_the_times_do() {
+        let times = [
+            "2026-01-02T03:04:05Z",
+            "2026-01-02T03:04:05.250Z",
+            "2026-11-27T18:35:00Z",
+            "2027-01-01T00:00:00Z",
+        ];
+        let compact: Vec<String> = times
+            .iter()
+            .map(|t| RunTime::parse(t).expect("valid").compact())
+            .collect();
+        assert_eq!(compact[0], "20260102T030405.000Z");
+        assert_eq!(compact[1], "20260102T030405.250Z");
+        let mut sorted = compact.clone();
+        sorted.sort();
+        assert_eq!(sorted, compact);
+    }
+
+    #[test]
+    fn age_is_how_long_ago() {
+        let now = RunTime::parse("2026-11-28T08:00:00Z").expect("valid");
+        let earlier = RunTime::parse("2026-11-26T08:00:00Z").expect("valid");
+        assert_eq!(
+            earlier.age_at(&now),
+            std::time::Duration::from_secs(2 * 86_400)
+        );
+        assert_eq!(now.age_at(&earlier), std::time::Duration::ZERO);
+        assert_eq!(now.unix_seconds() - earlier.unix_seconds(), 2 * 86_400);
     }
 
     #[test]

@@ -49,6 +49,15 @@ pub enum Error {
         first: String,
     },
 
+    #[error(
+        "{count} documents Elasticsearch did not take ({cause}) could not be kept in the spool either: {reason}"
+    )]
+    SpoolWrite {
+        count: usize,
+        cause: String,
+        reason: String,
+    },
+
     #[error("not a single image could be fetched ({count} failed); first: {first}")]
     NothingFetched { count: usize, first: String },
 
@@ -71,6 +80,7 @@ impl Error {
             Error::EsAuth { .. } => "ElasticsearchAuthError",
             Error::Elasticsearch { .. } => "ElasticsearchError",
             Error::NotIndexed { .. } => "DocumentsNotIndexed",
+            Error::SpoolWrite { .. } => "SpoolWriteFailed",
             Error::NothingFetched { .. } => "NothingFetched",
             Error::Setup(_) => "SetupError",
         }

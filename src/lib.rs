@@ -10,6 +10,8 @@
 //! - [`hub`]: the Docker Hub client (base URL, concurrency, retries)
 //! - [`document`]: the trimmed document and its `_id` (pure)
 //! - [`bulk`]: NDJSON, the typed bulk response, item retries, pipeline fallback
+//! - [`spool`]: where documents Elasticsearch did not take wait (S3, a directory)
+//! - [`delivery`]: index, spool what was not taken, drain the backlog
 //! - [`setup`]: installing the ingest pipeline and index template
 //! - [`run`]: the handler that ties them together
 //! - [`local`]: the one-shot command-line mode
@@ -19,6 +21,7 @@
 
 pub mod bulk;
 pub mod config;
+pub mod delivery;
 pub mod document;
 pub mod error;
 pub mod http;
@@ -28,6 +31,7 @@ pub mod local;
 pub mod retry;
 pub mod run;
 pub mod setup;
+pub mod spool;
 
 pub use error::Error;
 

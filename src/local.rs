@@ -6,10 +6,12 @@ use crate::config::{Environment, Settings, SsmParameterStore, SsmSettings};
 use crate::hub::{HubClient, HubOptions};
 use crate::retry::Deadline;
 use crate::run::{Action, Job, Request, Summary};
+use crate::spool::{DirSpool, S3Spool, SpoolStore};
 use crate::{Error, document::RunTime};
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the seed article tracked; shown when no `--images` are given.
@@ -30,6 +32,8 @@ usage: docker-pulls [run] [options]
   --index PREFIX    index prefix, documents go to PREFIX-<yyyy> (default docker-pulls)
   --pipeline NAME   ingest pipeline, `none` to disable (default docker-hub-pulls)
   --time RFC3339    the run's timestamp (default: now)
+  --spool DIR       keep documents Elasticsearch did not take in DIR/spool/ and
+                    send them on a later run (as SPOOL_BUCKET does in Lambda)
   --dry-run         fetch and print the documents, index nothing
   --setup           install the ingest pipeline and index template, then exit
   --ssm             read the settings from SSM under SSM_PREFIX instead of flags
@@ -37,7 +41,8 @@ usage: docker-pulls [run] [options]
 
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
 credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
-token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda.
+token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda; with --ssm,
+SPOOL_BUCKET too (unless --spool is given).
 ";
 
 /// The parsed command line.
@@ -48,6 +53,7 @@ pub struct Options {
     pub index: Option<String>,
     pub pipeline: Option<String>,
     pub time: Option<String>,
+    pub spool: Option<std::path::PathBuf>,
     pub dry_run: bool,
     pub setup: bool,
     pub ssm: bool,
@@ -73,6 +79,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("index") => options.index = Some(parser.value()?.string()?),
             Long("pipeline") => options.pipeline = Some(parser.value()?.string()?),
             Long("time") => options.time = Some(parser.value()?.string()?),
+            Long("spool") => options.spool = Some(parser.value()?.into()),
             Long("dry-run") => options.dry_run = true,
             Long("setup") => options.setup = true,
             Long("ssm") => options.ssm = true,
@@ -194,18 +201,34 @@ async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Res
         time,
         images: (!options.images.is_empty()).then(|| options.images.clone()),
         dry_run: options.dry_run || (options.es_url.is_none() && !options.ssm),
+        // A person's run: an explicit --time is honoured as given.
+        scheduled: false,
     };
     // Generous: a local run is not bounded by a Lambda timeout.
     let deadline = Deadline::after(Duration::from_secs(15 * 60));
 
+    let dir_spool = options
+        .spool
+        .as_ref()
+        .map(|dir| Arc::new(DirSpool::new(dir)) as Arc<dyn SpoolStore>);
     if options.ssm {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let store = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
-        let job = Job::new(SsmSettings::new(store, env.ssm_prefix.clone()), hub, http);
+        let mut job = Job::new(SsmSettings::new(store, env.ssm_prefix.clone()), hub, http)
+            .with_max_event_age(env.max_event_age);
+        let s3_spool = env.spool_bucket.as_ref().map(|bucket| {
+            Arc::new(S3Spool::new(crate::spool::s3_client(&aws), bucket)) as Arc<dyn SpoolStore>
+        });
+        if let Some(spool) = dir_spool.or(s3_spool) {
+            job = job.with_spool(spool);
+        }
         return finish(&job, &request, deadline).await;
     }
     let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
-    let job = Job::new(settings, hub, http);
+    let mut job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
+    if let Some(spool) = dir_spool {
+        job = job.with_spool(spool);
+    }
     finish(&job, &request, deadline).await
 }
 
@@ -277,6 +300,8 @@ mod tests {
             "none",
             "--time",
             "2026-11-27T18:35:00Z",
+            "--spool",
+            "/var/spool/docker-pulls",
             "--dry-run",
         ]))
         .expect("valid");
@@ -284,6 +309,11 @@ mod tests {
         assert_eq!(options.es_url.as_deref(), Some("http://localhost:9200"));
         assert_eq!(options.index.as_deref(), Some("pulls"));
         assert_eq!(options.pipeline.as_deref(), Some("none"));
+        assert_eq!(
+            options.spool.as_deref(),
+            Some(std::path::Path::new("/var/spool/docker-pulls"))
+        );
+        assert!(parse_args(args(&["--spool"])).is_err());
         assert!(options.dry_run && !options.setup && !options.ssm);
         assert!(parse_args(args(&["--bogus"])).is_err());
         assert!(parse_args(args(&["--es-url"])).is_err());

@@ -4,9 +4,11 @@
 use docker_pulls::config::{Environment, SsmParameterStore, SsmSettings};
 use docker_pulls::hub::{HubClient, HubOptions};
 use docker_pulls::run::Job;
+use docker_pulls::spool::{self, S3Spool};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -42,7 +44,11 @@ async fn main() -> ExitCode {
     };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
-    let job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http);
+    let mut job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http)
+        .with_max_event_age(env.max_event_age);
+    if let Some(bucket) = &env.spool_bucket {
+        job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
+    }
     let job = &job;
     match lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         job.invoke(event)

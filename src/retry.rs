@@ -43,6 +43,15 @@ impl Deadline {
         Self::after(budget.saturating_sub(margin))
     }
 
+    /// The same deadline, `reserve` earlier: for a phase that must leave
+    /// time for the ones after it.
+    pub fn less(&self, reserve: Duration) -> Self {
+        let at = self.at.checked_sub(reserve).unwrap_or_else(Instant::now);
+        Self {
+            at: at.min(self.at),
+        }
+    }
+
     pub fn remaining(&self) -> Duration {
         self.at.saturating_duration_since(Instant::now())
     }
@@ -149,6 +158,15 @@ mod tests {
         assert!(
             lambda.remaining() > Duration::from_secs(27)
                 && lambda.remaining() <= Duration::from_secs(28)
+        );
+        let phase = deadline.less(Duration::from_secs(4));
+        assert!(
+            phase.remaining() <= Duration::from_secs(6)
+                && phase.remaining() > Duration::from_secs(5)
+        );
+        assert_eq!(
+            deadline.less(Duration::from_secs(60)).remaining(),
+            Duration::ZERO
         );
         // cargo lambda watch: the timeout itself.
         let emulator = Deadline::from_epoch_millis(600_000, Duration::from_secs(2));

@@ -1,19 +1,22 @@
 //! The handler that ties one run together: event → settings → Docker Hub →
-//! documents → `_bulk` → summary.
+//! documents → `_bulk` (or the spool) → summary.
 //!
 //! It is the same code in Lambda and in local mode; only the settings source
 //! and what is done with the summary differ.
 
-use crate::bulk::{BulkOptions, BulkSink};
-use crate::config::{DEFAULT_INDEX_PREFIX, Needs, Settings, SettingsSource};
+use crate::bulk::{BulkEntry, BulkOptions, BulkSink};
+use crate::config::{DEFAULT_INDEX_PREFIX, DEFAULT_MAX_EVENT_AGE, Needs, Settings, SettingsSource};
+use crate::delivery::{Deliverer, Delivery, IndexTiming};
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
 use crate::hub::HubClient;
 use crate::image_ref;
 use crate::retry::Deadline;
 use crate::setup;
+use crate::spool::SpoolStore;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -35,6 +38,9 @@ pub struct Request {
     /// Replaces the SSM image list for this run.
     pub images: Option<Vec<String>>,
     pub dry_run: bool,
+    /// An EventBridge scheduled event (`source: aws.events`): its `time` is
+    /// when the schedule fired, not a time a person asserts.
+    pub scheduled: bool,
 }
 
 impl Request {
@@ -100,13 +106,40 @@ impl Request {
                 )));
             }
         };
+        let scheduled = object.get("source").and_then(Value::as_str) == Some("aws.events");
         Ok(Request {
             action,
             time,
             images,
             dry_run,
+            scheduled,
         })
     }
+
+    /// The time this run's documents are stamped with: the event's `time`,
+    /// except for a scheduled event more than `max_event_age` old (a late
+    /// replay), whose counts are measured now and so get `now`.
+    pub fn stamp(&self, now: RunTime, max_event_age: Duration) -> (RunTime, Option<LateEvent>) {
+        match self.time {
+            Some(time) if self.scheduled && time.age_at(&now) > max_event_age => (
+                now,
+                Some(LateEvent {
+                    event_time: time.to_string(),
+                    age_seconds: time.age_at(&now).as_secs(),
+                }),
+            ),
+            Some(time) => (time, None),
+            None => (now, None),
+        }
+    }
+}
+
+/// A scheduled event that arrived too late for its `time` to be honest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LateEvent {
+    /// The `time` the event carried; the documents got the fetch time.
+    pub event_time: String,
+    pub age_seconds: u64,
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -139,6 +172,27 @@ pub struct Summary {
     pub already_indexed: usize,
     pub failed: Vec<Failure>,
     pub dry_run: bool,
+    /// This run's documents written to the spool (Elasticsearch did not
+    /// take them; a later run will).
+    pub spooled: usize,
+    /// Documents of earlier runs sent from the spool and now indexed.
+    pub drained: usize,
+    /// Spool objects still waiting after this run.
+    pub spool_backlog: usize,
+    /// Documents Elasticsearch refused for good, set aside under
+    /// `spool/rejected/`.
+    pub rejected: usize,
+    /// Repositories left for a later run: the Hub's rate limit or the time
+    /// could not pay for them. Not failures.
+    pub deferred: usize,
+    pub hub_requests: usize,
+    pub bulk_requests: usize,
+    /// Set when a late scheduled event's time was replaced by the fetch time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_event: Option<LateEvent>,
+    /// Why this run's documents went to the spool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elasticsearch_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub documents: Option<Vec<Document>>,
 }
@@ -149,6 +203,10 @@ pub struct Job<S> {
     hub: HubClient,
     http: reqwest::Client,
     bulk_options: BulkOptions,
+    spool: Option<Arc<dyn SpoolStore>>,
+    max_event_age: Duration,
+    /// What indexing cost in earlier runs of this container.
+    timing: IndexTiming,
 }
 
 impl<S: SettingsSource> Job<S> {
@@ -158,11 +216,26 @@ impl<S: SettingsSource> Job<S> {
             hub,
             http,
             bulk_options: BulkOptions::default(),
+            spool: None,
+            max_event_age: DEFAULT_MAX_EVENT_AGE,
+            timing: IndexTiming::default(),
         }
     }
 
     pub fn with_bulk_options(mut self, options: BulkOptions) -> Self {
         self.bulk_options = options;
+        self
+    }
+
+    /// Keeps what Elasticsearch does not take in `spool` (S3 or a directory).
+    pub fn with_spool(mut self, spool: Arc<dyn SpoolStore>) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// `MAX_EVENT_AGE`.
+    pub fn with_max_event_age(mut self, max_event_age: Duration) -> Self {
+        self.max_event_age = max_event_age;
         self
     }
 
@@ -210,7 +283,15 @@ impl<S: SettingsSource> Job<S> {
                 elasticsearch: !request.dry_run,
             })
             .await?;
-        let timestamp = request.time.unwrap_or_else(RunTime::now);
+        let (timestamp, late_event) = request.stamp(RunTime::now(), self.max_event_age);
+        if let Some(late) = &late_event {
+            tracing::warn!(
+                event_time = %late.event_time,
+                age_seconds = late.age_seconds,
+                timestamp = %timestamp,
+                "scheduled event arrived more than MAX_EVENT_AGE late; its counts are stamped with the fetch time"
+            );
+        }
         let prefix = settings
             .elasticsearch
             .as_ref()
@@ -245,13 +326,30 @@ impl<S: SettingsSource> Job<S> {
                     .unwrap_or_default(),
                 reason: error.to_string(),
             })?;
-        let outcome = hub.fetch_all(&specs, deadline).await;
+        // The Hub phase leaves time to index (and, failing that, to spool)
+        // what it fetched.
+        let indexing = !request.dry_run && settings.elasticsearch.is_some();
+        let spooling = indexing && self.spool.is_some();
+        let reserve = |documents: usize| {
+            let mut reserve = Duration::ZERO;
+            if indexing {
+                reserve += self.timing.index_reserve(documents);
+            }
+            if spooling {
+                reserve += self.timing.spool_reserve(documents);
+            }
+            reserve
+        };
+        let outcome = hub
+            .fetch_all(&specs, deadline.less(reserve(specs.len())))
+            .await;
         failed.extend(outcome.failed.into_iter().map(|(image, error)| Failure {
             image,
             reason: error.to_string(),
         }));
         let fetched = outcome.fetched.len();
-        if outcome.fetched.is_empty() {
+        let deferred = 0;
+        if outcome.fetched.is_empty() && deferred == 0 {
             let first = failed.first().map_or_else(
                 || "no repositories to fetch".to_owned(),
                 |f| format!("{}: {}", f.image, f.reason),
@@ -270,47 +368,59 @@ impl<S: SettingsSource> Job<S> {
         let mut summary = Summary {
             index,
             timestamp: timestamp.to_string(),
-            requested: fetched + failed.len(),
+            requested: fetched + failed.len() + deferred,
             indexed: 0,
             already_indexed: 0,
             failed,
             dry_run: request.dry_run,
+            spooled: 0,
+            drained: 0,
+            spool_backlog: 0,
+            rejected: 0,
+            deferred,
+            hub_requests: 0,
+            bulk_requests: 0,
+            late_event,
+            elasticsearch_error: None,
             documents: None,
         };
 
         let es = match (&settings.elasticsearch, request.dry_run) {
             (Some(es), false) => es,
             _ => {
-                log_summary(&summary, fetched, 0, started);
+                log_summary(&summary, fetched, started);
                 summary.documents = Some(documents);
                 return Ok(summary);
             }
         };
 
+        let entries: Vec<BulkEntry> = documents
+            .iter()
+            .map(|document| BulkEntry::new(&summary.index, document))
+            .collect();
+        drop(documents);
         let sink = BulkSink::new(self.http.clone(), es.clone(), self.bulk_options.clone());
-        let report = sink.index(&summary.index, &documents, deadline).await?;
-        summary.indexed = report.created;
-        summary.already_indexed = report.already_indexed;
-        log_summary(&summary, fetched, report.requests, started);
-        if let Some((id, reason)) = report.failed.first() {
-            tracing::warn!(
-                documents = report.failed.len(),
-                first = %format_args!("{id}: {reason}"),
-                "documents not indexed"
-            );
-            return Err(Error::NotIndexed {
-                index: summary.index,
-                count: report.failed.len(),
-                total: documents.len(),
-                first: format!("{id}: {reason}"),
-            });
-        }
+        let deliverer = Deliverer {
+            sink: &sink,
+            spool: self.spool.as_deref(),
+            timing: &self.timing,
+        };
+        let delivery: Delivery = deliverer.deliver(entries, &timestamp, deadline).await?;
+        summary.indexed = delivery.created;
+        summary.already_indexed = delivery.already_indexed;
+        summary.spooled = delivery.spooled;
+        summary.drained = delivery.drained;
+        summary.spool_backlog = delivery.spool_backlog;
+        summary.rejected = delivery.rejected;
+        summary.bulk_requests = delivery.bulk_requests;
+        summary.elasticsearch_error = delivery.elasticsearch_error;
+        log_summary(&summary, fetched, started);
         Ok(summary)
     }
 }
 
 /// The one line per run that says what happened.
-fn log_summary(summary: &Summary, fetched: usize, bulk_requests: usize, started: Instant) {
+fn log_summary(summary: &Summary, fetched: usize, started: Instant) {
     tracing::info!(
         index = %summary.index,
         timestamp = %summary.timestamp,
@@ -319,7 +429,14 @@ fn log_summary(summary: &Summary, fetched: usize, bulk_requests: usize, started:
         indexed = summary.indexed,
         already_indexed = summary.already_indexed,
         failed = summary.failed.len(),
-        bulk_requests,
+        deferred = summary.deferred,
+        spooled = summary.spooled,
+        drained = summary.drained,
+        spool_backlog = summary.spool_backlog,
+        rejected = summary.rejected,
+        hub_requests = summary.hub_requests,
+        bulk_requests = summary.bulk_requests,
+        late_event = summary.late_event.is_some(),
         dry_run = summary.dry_run,
         duration_ms = started.elapsed().as_millis() as u64,
         "run finished"

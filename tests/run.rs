@@ -20,6 +20,20 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("event file")).expect("event JSON")
 }
 
+/// events/scheduled.json as EventBridge would deliver it now: `age` ago.
+/// (The file's own time is long past, so it is a late replay by now.)
+fn scheduled_at(age: std::time::Duration) -> (Value, String) {
+    let now = time::OffsetDateTime::now_utc() - age;
+    let time = now
+        .replace_nanosecond(0)
+        .expect("valid")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    let mut scheduled = event("scheduled.json");
+    scheduled["time"] = json!(time);
+    (scheduled, time)
+}
+
 struct Stack {
     moto: Moto,
     hub: FakeHub,
@@ -80,15 +94,19 @@ async fn stack(images: &str) -> Stack {
 async fn scheduled_event_indexes_every_repository_once_and_a_retry_adds_nothing() {
     let (logs, _guard) = LogCapture::start();
     let s = stack("httpd, library/mysql\nradoondas/*\nacme/private-app\nUPPER/Case").await;
-    let scheduled = event("scheduled.json");
+    // Delivered a minute late, as Lambda's own retries may be: the event's
+    // time stands.
+    let (scheduled, time) = scheduled_at(std::time::Duration::from_secs(60));
+    let index = format!("docker-pulls-{}", &time[..4]);
 
     let response = s
         .job
         .handle(&scheduled, harness::deadline())
         .await
         .expect("run succeeds");
-    assert_eq!(response["index"], "docker-pulls-2026");
-    assert_eq!(response["timestamp"], "2026-11-27T18:35:00Z");
+    assert_eq!(response["index"], index.as_str());
+    assert_eq!(response["timestamp"], time.as_str());
+    assert!(response.get("late_event").is_none(), "{response}");
     assert_eq!(response["indexed"], 9);
     assert_eq!(response["already_indexed"], 0);
     assert_eq!(response["requested"], 10);
@@ -96,16 +114,13 @@ async fn scheduled_event_indexes_every_repository_once_and_a_retry_adds_nothing(
     assert_eq!(response["failed"][0]["image"], "UPPER/Case");
     assert!(response.get("documents").is_none());
 
-    let documents = s.es.documents("docker-pulls-2026");
+    let documents = s.es.documents(&index);
     assert_eq!(documents.len(), 9);
-    let private =
-        s.es.document("docker-pulls-2026", "acme/private-app@2026-11-27T18:35:00Z");
+    let private = s.es.document(&index, &format!("acme/private-app@{time}"));
     assert_eq!(
         private,
-        Some(
-            json!({"@timestamp":"2026-11-27T18:35:00Z","http":{"docker_hub":{
-            "namespace":"acme","name":"private-app","pull_count":1234,"star_count":5,"collaborator_count":0}}})
-        )
+        Some(json!({"@timestamp":time,"http":{"docker_hub":{
+            "namespace":"acme","name":"private-app","pull_count":1234,"star_count":5,"collaborator_count":0}}}))
     );
 
     // EventBridge retries the same event: nothing new.
@@ -118,7 +133,7 @@ async fn scheduled_event_indexes_every_repository_once_and_a_retry_adds_nothing(
         (retry["indexed"].as_u64(), retry["already_indexed"].as_u64()),
         (Some(0), Some(9))
     );
-    assert_eq!(s.es.documents("docker-pulls-2026").len(), 9);
+    assert_eq!(s.es.documents(&index).len(), 9);
 
     logs.assert_no_secrets(
         &[API_KEY, HUB_TOKEN],
@@ -280,4 +295,53 @@ async fn nothing_fetched_fails_the_invocation() {
     );
     assert_eq!(s.es.bulk_request_count(), 0);
     drop(s.hub);
+}
+
+#[tokio::test]
+async fn a_two_day_old_scheduled_event_is_stamped_with_the_fetch_time() {
+    let (logs, _guard) = LogCapture::start();
+    let s = stack("httpd, radoondas/netatmobeat").await;
+    let (late, event_time) = scheduled_at(std::time::Duration::from_secs(2 * 86_400));
+    let before = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("valid");
+
+    let response = s
+        .job
+        .handle(&late, harness::deadline())
+        .await
+        .expect("run succeeds");
+
+    let after = time::OffsetDateTime::now_utc();
+    let stamped = response["timestamp"].as_str().expect("timestamp");
+    let stamped_at =
+        time::OffsetDateTime::parse(stamped, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+    assert!(
+        before <= stamped_at && stamped_at <= after,
+        "{stamped} is not the fetch time ({before} .. {after})"
+    );
+    assert_eq!(response["late_event"]["event_time"], event_time.as_str());
+    assert!(response["late_event"]["age_seconds"].as_u64() >= Some(2 * 86_400));
+    assert_eq!(response["indexed"], 2);
+    // Every document carries the fetch time, none the event's.
+    for (_, _, document) in s.es.all_documents() {
+        assert_eq!(document["@timestamp"], stamped, "{document}");
+    }
+    assert!(
+        logs.text().contains("MAX_EVENT_AGE"),
+        "the log says why the time was replaced"
+    );
+
+    // A manual event's explicit time is a person's assertion: honoured.
+    let manual = s
+        .job
+        .handle(
+            &json!({"time": event_time, "images": ["httpd"]}),
+            harness::deadline(),
+        )
+        .await
+        .expect("run succeeds");
+    assert_eq!(manual["timestamp"], event_time.as_str());
+    assert!(manual.get("late_event").is_none(), "{manual}");
 }
