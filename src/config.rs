@@ -387,9 +387,16 @@ impl Settings {
                     name: full_name("elasticsearch/index"),
                     reason,
                 })?;
-                let pipeline = match get("elasticsearch/pipeline").unwrap_or(DEFAULT_PIPELINE) {
-                    p if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
-                    p => Some(p.to_owned()),
+                let pipeline = match parameters.get("elasticsearch/pipeline").map(|p| p.trim()) {
+                    None => Some(DEFAULT_PIPELINE.to_owned()),
+                    Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
+                    Some(p) => {
+                        validate_pipeline_name(p).map_err(|reason| Error::InvalidParameter {
+                            name: full_name("elasticsearch/pipeline"),
+                            reason,
+                        })?;
+                        Some(p.to_owned())
+                    }
                 };
                 Some(EsSettings {
                     url,
@@ -518,6 +525,48 @@ fn validate_index_prefix(prefix: &str) -> Result<(), String> {
         _ if prefix.len() > 200 => Err("index prefix is longer than 200 bytes".to_owned()),
         _ => Ok(()),
     }
+}
+
+/// Checks an ingest pipeline name. It goes into the setup URL's path and the
+/// bulk request's `pipeline` parameter, and `GET _ingest/pipeline/<name>`
+/// reads `,` and `*` as several pipelines. Elasticsearch (9.x) warns about,
+/// and announces it will refuse, the names its index-name rules refuse
+/// (`MetadataCreateIndexService.validateIndexOrAliasName`, case aside).
+fn validate_pipeline_name(name: &str) -> Result<(), String> {
+    const FORBIDDEN: &str = "\\/*?\"<>|,#:";
+    if name.is_empty() {
+        return Err(format!(
+            "is empty: name an ingest pipeline, or set `{NO_PIPELINE}` to send documents without one"
+        ));
+    }
+    if name == "_none" {
+        return Err(format!(
+            "`_none` tells Elasticsearch to use no pipeline, so setup would install one that is never used: set `{NO_PIPELINE}` to disable the pipeline"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(*c))
+    {
+        return Err(format!(
+            "pipeline name {name:?} contains {c:?}; Elasticsearch pipeline names have no spaces and none of \\ / * ? \" < > | , # :"
+        ));
+    }
+    if name.starts_with(['_', '-', '+']) {
+        return Err(format!(
+            "pipeline name {name:?} must not start with _, - or +"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("pipeline name {name:?} is not a name"));
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "pipeline name is {} bytes long; Elasticsearch allows 255",
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -714,6 +763,72 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn pipeline_names_that_would_change_the_url_or_match_several_are_refused() {
+        let with_pipeline = |name: &str| {
+            settings(&[
+                ("images", "httpd"),
+                ("elasticsearch/url", "http://es:9200"),
+                ("elasticsearch/pipeline", name),
+            ])
+        };
+        for good in [
+            "docker-hub-pulls",
+            "Pulls.v2",
+            "pulls_2",
+            "NONE",
+            " trimmed ",
+        ] {
+            assert!(with_pipeline(good).is_ok(), "{good:?} is a valid name");
+        }
+        assert_eq!(
+            with_pipeline(" trimmed ")
+                .unwrap()
+                .elasticsearch
+                .unwrap()
+                .pipeline
+                .as_deref(),
+            Some("trimmed")
+        );
+        let refused = [
+            ("", "is empty"),
+            ("   ", "is empty"),
+            ("a,b", "','"),
+            ("pulls*", "'*'"),
+            ("a/b", "'/'"),
+            ("a?b", "'?'"),
+            ("a#b", "'#'"),
+            ("a b", "' '"),
+            ("a\tb", "'\\t'"),
+            ("a:b", "':'"),
+            ("a\\b", "'\\\\'"),
+            ("a|b", "'|'"),
+            ("a\"b", "'\"'"),
+            ("<a>", "'<'"),
+            ("_none", "set `none`"),
+            ("_pulls", "must not start with"),
+            ("-pulls", "must not start with"),
+            ("+pulls", "must not start with"),
+            ("..", "not a name"),
+        ];
+        for (bad, why) in refused {
+            let error = with_pipeline(bad).unwrap_err().to_string();
+            assert!(
+                error.starts_with("invalid SSM parameter /docker-pulls/elasticsearch/pipeline: "),
+                "{bad:?}: {error}"
+            );
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        let long = "p".repeat(256);
+        assert!(
+            with_pipeline(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("255")
+        );
+        assert!(with_pipeline(&"p".repeat(255)).is_ok());
     }
 
     #[test]

@@ -357,4 +357,28 @@ mod tests {
                 .to_string();
         assert!(error.contains("ES_PASSWORD"), "{error}");
     }
+
+    #[test]
+    fn a_pipeline_name_that_would_break_the_setup_url_is_refused_naming_the_flag() {
+        for bad in ["a,b", "pulls*", "a/b", "a?b", "a#b", "a b", "", "_none"] {
+            let options = parse_args(args(&["--es-url", "http://es:9200", "--pipeline", bad]))
+                .expect("flags parse");
+            let error = settings_from_options(&options, |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("--pipeline"), "{bad:?}: {error}");
+        }
+        let options = parse_args(args(&[
+            "--es-url",
+            "http://es:9200",
+            "--pipeline",
+            "pulls-v2",
+        ]))
+        .expect("flags parse");
+        let settings = settings_from_options(&options, |_| None).expect("valid");
+        assert_eq!(
+            settings.elasticsearch.expect("es").pipeline.as_deref(),
+            Some("pulls-v2")
+        );
+    }
 }

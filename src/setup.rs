@@ -1,8 +1,10 @@
 //! The `setup` action: installs our ingest pipeline and index template into
 //! the configured cluster, idempotently.
 //!
-//! Both assets carry a `version`; one already installed at our version is
-//! left alone, so a second setup changes nothing and still succeeds.
+//! Both assets carry a `version`. One installed at our version is left
+//! alone, so a second setup changes nothing and still succeeds; one at a
+//! higher version is left alone too (a newer function installed it, and an
+//! older one must not downgrade it), and the response says so.
 
 use crate::config::EsSettings;
 use crate::error::Error;
@@ -32,7 +34,49 @@ pub fn pipeline() -> Result<Value, Error> {
         .map_err(|e| Error::Setup(format!("bundled pipeline is not JSON: {e}")))
 }
 
-/// Installs what is missing or outdated and says what it did.
+/// What setup does with one asset, decided from what is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Nothing is installed under the name.
+    Create,
+    /// The installed one has no version, a lower one, or (same version) the
+    /// wrong shape.
+    Update,
+    /// Ours is installed already.
+    Unchanged,
+    /// A newer function installed a higher version: an older one must not
+    /// downgrade it.
+    KeepNewer,
+}
+
+impl Plan {
+    /// The `result` the setup response reports.
+    fn result(self) -> &'static str {
+        match self {
+            Plan::Create => "created",
+            Plan::Update => "updated",
+            Plan::Unchanged => "unchanged",
+            Plan::KeepNewer => "newer_installed",
+        }
+    }
+}
+
+/// Decides what to do with `desired` given the `installed` asset (if any).
+/// `same_shape` says whether the installed one fits otherwise (the index
+/// template's patterns).
+fn plan(installed: Option<&Value>, desired: &Value, same_shape: bool) -> Plan {
+    let Some(installed) = installed else {
+        return Plan::Create;
+    };
+    let version = |asset: &Value| asset.get("version").and_then(Value::as_i64);
+    match (version(installed), version(desired)) {
+        (Some(theirs), Some(ours)) if theirs > ours => Plan::KeepNewer,
+        (Some(theirs), Some(ours)) if theirs == ours && same_shape => Plan::Unchanged,
+        _ => Plan::Update,
+    }
+}
+
+/// Installs what is missing or older and says what it did.
 pub async fn install(
     http: &reqwest::Client,
     es: &EsSettings,
@@ -44,53 +88,79 @@ pub async fn install(
         None => Value::Null,
         Some(name) => {
             let desired = pipeline()?;
-            let path = format!("_ingest/pipeline/{name}");
+            let path = ["_ingest", "pipeline", name.as_str()];
             let (status, body) = cluster
-                .call(Method::GET, &path, None, "read_pipeline")
+                .call(Method::GET, &path, None, "manage_pipeline")
                 .await?;
             let installed = (status == StatusCode::OK)
                 .then(|| body.get(name).cloned())
                 .flatten();
-            let result = cluster
-                .put_unless_current(&path, &desired, installed.as_ref(), "manage_pipeline")
+            let plan = plan(installed.as_ref(), &desired, true);
+            cluster
+                .apply(plan, &path, &desired, "manage_pipeline")
                 .await?;
-            json!({"name": name, "result": result, "version": desired["version"]})
+            report("ingest pipeline", name, plan, &desired, installed.as_ref())
         }
     };
 
     let name = &es.index_prefix;
     let desired = index_template_for(name)?;
-    let path = format!("_index_template/{name}");
+    let path = ["_index_template", name.as_str()];
     let (status, body) = cluster
         .call(Method::GET, &path, None, "manage_index_templates")
         .await?;
     let installed = (status == StatusCode::OK)
         .then(|| body.pointer("/index_templates/0/index_template").cloned())
         .flatten();
-    let current_patterns = installed
+    let same_patterns = installed
         .as_ref()
         .is_some_and(|t| t["index_patterns"] == desired["index_patterns"]);
-    let result = cluster
-        .put_unless_current(
-            &path,
-            &desired,
-            installed.as_ref().filter(|_| current_patterns),
-            "manage_index_templates",
-        )
+    let template_plan = plan(installed.as_ref(), &desired, same_patterns);
+    cluster
+        .apply(template_plan, &path, &desired, "manage_index_templates")
         .await?;
+    let mut template_result = report(
+        "index template",
+        name,
+        template_plan,
+        &desired,
+        installed.as_ref(),
+    );
+    template_result["index_patterns"] = desired["index_patterns"].clone();
 
     let response = json!({
         "action": "setup",
         "pipeline": pipeline_result,
-        "index_template": {
-            "name": name,
-            "index_patterns": desired["index_patterns"],
-            "result": result,
-            "version": desired["version"],
-        },
+        "index_template": template_result,
     });
     tracing::info!(%response, "setup finished");
     Ok(response)
+}
+
+/// One asset's part of the setup response: its name, what was done, our
+/// version, and the version that was installed before (when one was).
+fn report(
+    asset: &str,
+    name: &str,
+    plan: Plan,
+    desired: &Value,
+    installed: Option<&Value>,
+) -> Value {
+    let mut result = json!({"name": name, "result": plan.result(), "version": desired["version"]});
+    if let Some(installed) = installed {
+        let installed_version = installed.get("version").cloned().unwrap_or(Value::Null);
+        if plan == Plan::KeepNewer {
+            tracing::warn!(
+                asset,
+                name,
+                installed_version = %installed_version,
+                version = %desired["version"],
+                "a newer {asset} is installed; left as it is (upgrade this function to match)"
+            );
+        }
+        result["installed_version"] = installed_version;
+    }
+    result
 }
 
 struct Cluster<'a> {
@@ -100,34 +170,46 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// PUTs `desired` unless `installed` already has its version.
-    async fn put_unless_current(
+    /// PUTs `desired` when the plan says so.
+    async fn apply(
         &self,
-        path: &str,
+        plan: Plan,
+        path: &[&str],
         desired: &Value,
-        installed: Option<&Value>,
         privilege: &str,
-    ) -> Result<&'static str, Error> {
-        if let Some(installed) = installed {
-            if installed.get("version") == desired.get("version") {
-                return Ok("unchanged");
-            }
+    ) -> Result<(), Error> {
+        if matches!(plan, Plan::Unchanged | Plan::KeepNewer) {
+            return Ok(());
         }
         let (status, body) = self
             .call(Method::PUT, path, Some(desired), privilege)
             .await?;
         if !status.is_success() {
             return Err(Error::Setup(format!(
-                "PUT {path}: {} {}",
+                "PUT {}: {} {}",
+                path.join("/"),
                 status.as_u16(),
                 crate::bulk::error_reason(body.to_string().as_bytes())
             )));
         }
-        Ok(if installed.is_some() {
-            "updated"
-        } else {
-            "created"
-        })
+        Ok(())
+    }
+
+    /// The URL of `path` under the cluster's URL, each segment
+    /// percent-encoded (a name never changes the path's shape).
+    fn url(&self, path: &[&str]) -> Result<reqwest::Url, Error> {
+        let mut url = reqwest::Url::parse(&self.es.url)
+            .map_err(|e| Error::Setup(format!("Elasticsearch URL {}: {e}", self.es.url)))?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                Error::Setup(format!(
+                    "Elasticsearch URL {} cannot have a path",
+                    self.es.url
+                ))
+            })?
+            .pop_if_empty()
+            .extend(path);
+        Ok(url)
     }
 
     /// One call with retries on 429/502/503/504 and connection errors.
@@ -136,17 +218,18 @@ impl Cluster<'_> {
     async fn call(
         &self,
         method: Method,
-        path: &str,
+        path: &[&str],
         body: Option<&Value>,
         privilege: &str,
     ) -> Result<(StatusCode, Value), Error> {
-        let url = format!("{}/{path}", self.es.url);
+        let url = self.url(path)?;
+        let path = path.join("/");
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut request = self
                 .http
-                .request(method.clone(), &url)
+                .request(method.clone(), url.clone())
                 .header(header::ACCEPT, "application/json")
                 .timeout(self.deadline.timeout(Duration::from_secs(20)));
             if let Some(value) = self.es.auth.header() {
@@ -223,5 +306,57 @@ mod tests {
         let template = index_template_for("pulls").expect("template JSON");
         assert_eq!(template["index_patterns"], json!(["pulls-*"]));
         assert!(template["version"].is_u64());
+    }
+
+    #[test]
+    fn only_a_missing_or_lower_version_is_installed() {
+        let ours = json!({"version": 3});
+        assert_eq!(plan(None, &ours, false), Plan::Create);
+        assert_eq!(plan(Some(&json!({})), &ours, true), Plan::Update);
+        assert_eq!(
+            plan(Some(&json!({"version": 2})), &ours, true),
+            Plan::Update
+        );
+        assert_eq!(
+            plan(Some(&json!({"version": 3})), &ours, true),
+            Plan::Unchanged
+        );
+        assert_eq!(
+            plan(Some(&json!({"version": 3})), &ours, false),
+            Plan::Update,
+            "same version, wrong patterns"
+        );
+        assert_eq!(
+            plan(Some(&json!({"version": 4})), &ours, true),
+            Plan::KeepNewer
+        );
+        assert_eq!(
+            plan(Some(&json!({"version": 4})), &ours, false),
+            Plan::KeepNewer
+        );
+        assert_eq!(Plan::KeepNewer.result(), "newer_installed");
+    }
+
+    #[test]
+    fn names_are_percent_encoded_into_one_path_segment() {
+        let es = EsSettings {
+            url: "https://es.example.com:9243/proxy/".into(),
+            auth: crate::config::EsAuth::None,
+            index_prefix: "docker-pulls".into(),
+            pipeline: None,
+        };
+        let http = reqwest::Client::new();
+        let cluster = Cluster {
+            http: &http,
+            es: &es,
+            deadline: Deadline::after(Duration::from_secs(1)),
+        };
+        let url = cluster
+            .url(&["_ingest", "pipeline", "a/b?c#d e"])
+            .expect("a URL");
+        assert_eq!(
+            url.as_str(),
+            "https://es.example.com:9243/proxy/_ingest/pipeline/a%2Fb%3Fc%23d%20e"
+        );
     }
 }

@@ -1175,6 +1175,7 @@ fn failure(error_type: &str, reason: &str) -> IngestFailure {
     IngestFailure {
         error_type: error_type.to_owned(),
         reason: reason.to_owned(),
+        caused_by: None,
     }
 }
 
@@ -1367,5 +1368,470 @@ fn unknown_and_unimplemented_processors_are_refused() {
             "parse_exception",
             "[processors] required property is missing"
         ))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Per-item refusals: privileges, automatic index creation, ingest failures
+// ---------------------------------------------------------------------------
+
+/// `ApiKey` for id `key-id` (base64 of `key-id:secret`).
+const API_KEY: &str = "a2V5LWlkOnNlY3JldA==";
+
+/// A bulk request sent with an `Authorization` header.
+async fn bulk_as(es: &FakeEs, authorization: &str, path_and_query: &str, body: &str) -> Answer {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path_and_query}", es.url()))
+        .header("authorization", authorization)
+        .header("content-type", NDJSON)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the fake answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json().await.expect("the fake answers JSON");
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn create_in(index: &str, id: &str, doc: &Value) -> String {
+    format!(
+        "{}\n{}\n",
+        json!({"create": {"_index": index, "_id": id}}),
+        doc
+    )
+}
+
+/// The `n`th item of a bulk answer, whole.
+fn item_of(answer: &Answer, n: usize) -> Value {
+    answer.body["items"][n].clone()
+}
+
+#[tokio::test]
+async fn denied_index_writes_fail_each_item_with_a_403_naming_the_privileges() {
+    let es = FakeEs::start().await;
+    es.require_api_key(API_KEY);
+    es.require_basic("elastic", "changeme");
+    es.deny_index_writes("docker-pulls-*");
+    let body = create_in("docker-pulls-2026", "a", &trimmed_doc("a"))
+        + &create_in("other-2026", "b", &trimmed_doc("b"));
+
+    let answer = bulk_as(&es, &format!("ApiKey {API_KEY}"), "/_bulk", &body).await;
+    assert_eq!(
+        answer.status, 200,
+        "a per-item refusal is not a request failure"
+    );
+    assert_eq!(answer.body["errors"], json!(true));
+    assert_eq!(
+        item_of(&answer, 0),
+        json!({"create": {
+            "_index": "docker-pulls-2026",
+            "_id": "a",
+            "status": 403,
+            "error": {
+                "type": "security_exception",
+                "reason": "action [indices:data/write/bulk[s]] is unauthorized for API key id [key-id] of user [fake-es-user] on indices [docker-pulls-2026], this action is granted by the index privileges [create_doc,create,index,write,all]"
+            }
+        }})
+    );
+    assert_eq!(answer.body["items"][1]["create"]["status"], json!(201));
+    assert_eq!(es.documents("docker-pulls-2026"), Vec::new());
+    assert_eq!(es.documents("other-2026").len(), 1);
+
+    // A user is described with its roles instead of a key id.
+    let basic = format!("Basic {}", "ZWxhc3RpYzpjaGFuZ2VtZQ==");
+    let answer = bulk_as(&es, &basic, "/_bulk", &body).await;
+    assert_eq!(
+        answer.body["items"][0]["create"]["error"]["reason"],
+        json!(
+            "action [indices:data/write/bulk[s]] is unauthorized for user [elastic] with effective roles [fake_es_role] on indices [docker-pulls-2026], this action is granted by the index privileges [create_doc,create,index,write,all]"
+        )
+    );
+
+    es.allow_index_writes();
+    let answer = bulk_as(&es, &format!("ApiKey {API_KEY}"), "/_bulk", &body).await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(201));
+    assert_eq!(
+        answer.body["items"][1]["create"]["status"],
+        json!(409),
+        "the other index kept its document"
+    );
+    assert_eq!(
+        es.document("docker-pulls-2026", "a"),
+        Some(trimmed_doc("a"))
+    );
+}
+
+#[tokio::test]
+async fn denied_index_creation_refuses_missing_indices_only() {
+    let es = FakeEs::start().await;
+    es.require_api_key(API_KEY);
+    es.create_index("docker-pulls-2025");
+    es.deny_index_creation();
+    let body = create_in("docker-pulls-2026", "a", &trimmed_doc("a"))
+        + &create_in("docker-pulls-2025", "b", &trimmed_doc("b"));
+
+    let answer = bulk_as(&es, &format!("ApiKey {API_KEY}"), "/_bulk", &body).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["errors"], json!(true));
+    assert_eq!(
+        item_of(&answer, 0),
+        json!({"create": {
+            "_index": "docker-pulls-2026",
+            "_id": "a",
+            "status": 403,
+            "error": {
+                "type": "security_exception",
+                "reason": "action [indices:admin/auto_create] is unauthorized for API key id [key-id] of user [fake-es-user] on indices [docker-pulls-2026], this action is granted by the index privileges [auto_configure,create_index,manage,all]"
+            }
+        }})
+    );
+    assert_eq!(answer.body["items"][1]["create"]["status"], json!(201));
+    assert_eq!(es.indices(), ["docker-pulls-2025"], "nothing was created");
+
+    // Explicit creation is refused too, naming its own action.
+    let created = reqwest::Client::new()
+        .put(format!("{}/docker-pulls-2026", es.url()))
+        .header("authorization", format!("ApiKey {API_KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 403);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["error"]["reason"],
+        json!(
+            "action [indices:admin/create] is unauthorized for API key id [key-id] of user [fake-es-user] on indices [docker-pulls-2026], this action is granted by the index privileges [create_index,manage,all]"
+        )
+    );
+
+    // The privilege check comes before `action.auto_create_index` (8.x).
+    es.disable_auto_create_index();
+    let answer = bulk_as(&es, &format!("ApiKey {API_KEY}"), "/_bulk", &body).await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(403));
+
+    es.allow_index_creation();
+    es.set_auto_create_index("true");
+    let answer = bulk_as(&es, &format!("ApiKey {API_KEY}"), "/_bulk", &body).await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(201));
+}
+
+#[tokio::test]
+async fn auto_create_index_false_fails_items_for_missing_indices_with_a_404() {
+    let es = FakeEs::start().await;
+    es.disable_auto_create_index();
+    let body = create_line("a", &trimmed_doc("a"));
+
+    let answer = bulk(&es, "/docker-pulls-2026/_bulk", &body).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body,
+        json!({
+            "took": answer.body["took"],
+            "errors": true,
+            "items": [{"create": {
+                "_index": "docker-pulls-2026",
+                "_id": "a",
+                "status": 404,
+                "error": {
+                    "type": "index_not_found_exception",
+                    "reason": "no such index [docker-pulls-2026] and [action.auto_create_index] is [false]",
+                    "index_uuid": "_na_",
+                    "index": "docker-pulls-2026"
+                }
+            }}]
+        })
+    );
+    assert!(es.indices().is_empty());
+
+    // An index created explicitly takes documents.
+    let created = send(&es, reqwest::Method::PUT, "/docker-pulls-2026", None, None).await;
+    assert_eq!(created.status, 200);
+    let answer = bulk(&es, "/docker-pulls-2026/_bulk", &body).await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(201));
+
+    // Pattern lists: the first matching pattern decides.
+    let body = create_in("docker-pulls-2027", "b", &trimmed_doc("b"));
+    es.set_auto_create_index("+other-*,-docker-*");
+    let answer = bulk(&es, "/_bulk", &body).await;
+    assert_eq!(
+        answer.body["items"][0]["create"]["error"]["reason"],
+        json!(
+            "no such index [docker-pulls-2027] and [action.auto_create_index] contains [-docker-*] which forbids automatic creation of the index"
+        )
+    );
+    es.set_auto_create_index("other-*");
+    let answer = bulk(&es, "/_bulk", &body).await;
+    assert_eq!(
+        answer.body["items"][0]["create"]["error"]["reason"],
+        json!(
+            "no such index [docker-pulls-2027] and [action.auto_create_index] ([other-*]) doesn't match"
+        )
+    );
+
+    // A matching template's `allow_auto_create` overrides the setting.
+    es.put_index_template(
+        "pulls",
+        json!({"index_patterns": ["docker-pulls-*"], "allow_auto_create": false}),
+    );
+    es.set_auto_create_index("true");
+    let answer = bulk(&es, "/_bulk", &body).await;
+    assert_eq!(
+        answer.body["items"][0]["create"]["error"],
+        json!({
+            "type": "index_not_found_exception",
+            "reason": "no such index [composable template [docker-pulls-*] forbids index auto creation]",
+            "index_uuid": "_na_",
+            "index": "composable template [docker-pulls-*] forbids index auto creation"
+        })
+    );
+    es.put_index_template(
+        "pulls",
+        json!({"index_patterns": ["docker-pulls-*"], "allow_auto_create": true}),
+    );
+    es.disable_auto_create_index();
+    let answer = bulk(&es, "/_bulk", &body).await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(201));
+}
+
+/// A pipeline whose only processor fails on every document in the way named.
+fn failing_pipeline(kind: &str) -> Value {
+    match kind {
+        "fail" => {
+            json!({"processors": [{"fail": {"message": "no {{http.docker_hub.name}}", "tag": "stop"}}]})
+        }
+        "script" => {
+            json!({"processors": [{"set": {"field": "x", "value": 1, "if": "ctx.missing.field == 1"}}]})
+        }
+        _ => seed_pipeline(),
+    }
+}
+
+#[tokio::test]
+async fn ingest_failures_carry_the_processors_own_error_and_status() {
+    let es = FakeEs::start().await;
+    let mut errors = Vec::new();
+    for kind in ["remove", "fail", "script"] {
+        es.put_pipeline(kind, failing_pipeline(kind));
+        let answer = bulk(
+            &es,
+            &format!("/docker-pulls-2026/_bulk?pipeline={kind}"),
+            &create_line(kind, &trimmed_doc("httpd")),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        let item = &answer.body["items"][0]["create"];
+        errors.push((item["status"].clone(), item["error"].clone()));
+    }
+    assert_eq!(
+        errors,
+        [
+            (
+                json!(400),
+                json!({"type": "illegal_argument_exception", "reason": "field [ecs] not present as part of path [ecs]"})
+            ),
+            // `FailProcessorException` is a plain RuntimeException: 500.
+            (
+                json!(500),
+                json!({"type": "fail_processor_exception", "reason": "no httpd"})
+            ),
+            (
+                json!(400),
+                json!({"type": "script_exception", "reason": "runtime error",
+                       "caused_by": {"type": "null_pointer_exception", "reason": "cannot access [field] on null"}})
+            ),
+        ]
+    );
+    assert!(es.all_documents().is_empty());
+}
+
+#[tokio::test]
+async fn ingest_failures_as_500_wrap_the_cause_like_elasticsearch_7_4() {
+    let es = FakeEs::start().await;
+    es.ingest_failures_as_500();
+    let mut errors = Vec::new();
+    for kind in ["remove", "fail", "script"] {
+        es.put_pipeline(kind, failing_pipeline(kind));
+        let answer = bulk(
+            &es,
+            &format!("/docker-pulls-2026/_bulk?pipeline={kind}"),
+            &create_line(kind, &trimmed_doc("httpd")),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body["errors"], json!(true));
+        let item = &answer.body["items"][0]["create"];
+        assert_eq!(item["status"], json!(500), "{kind}");
+        errors.push(item["error"].clone());
+    }
+    assert_eq!(
+        errors[0],
+        json!({
+            "type": "exception",
+            "reason": "java.lang.IllegalArgumentException: java.lang.IllegalArgumentException: field [ecs] not present as part of path [ecs]",
+            "caused_by": {
+                "type": "illegal_argument_exception",
+                "reason": "java.lang.IllegalArgumentException: field [ecs] not present as part of path [ecs]",
+                "caused_by": {
+                    "type": "illegal_argument_exception",
+                    "reason": "field [ecs] not present as part of path [ecs]"
+                }
+            },
+            "header": {"processor_type": "remove"}
+        })
+    );
+    assert_eq!(
+        errors[1],
+        json!({
+            "type": "exception",
+            "reason": "java.lang.IllegalArgumentException: org.elasticsearch.ingest.common.FailProcessorException: no httpd",
+            "caused_by": {
+                "type": "illegal_argument_exception",
+                "reason": "org.elasticsearch.ingest.common.FailProcessorException: no httpd",
+                "caused_by": {"type": "fail_processor_exception", "reason": "no httpd"}
+            },
+            "header": {"processor_type": "fail", "processor_tag": "stop"}
+        })
+    );
+    assert_eq!(
+        errors[2],
+        json!({
+            "type": "exception",
+            "reason": "java.lang.IllegalArgumentException: ScriptException[runtime error]; nested: NullPointerException[cannot access [field] on null];",
+            "caused_by": {
+                "type": "illegal_argument_exception",
+                "reason": "ScriptException[runtime error]; nested: NullPointerException[cannot access [field] on null];",
+                "caused_by": {
+                    "type": "script_exception",
+                    "reason": "runtime error",
+                    "caused_by": {"type": "null_pointer_exception", "reason": "cannot access [field] on null"}
+                }
+            },
+            "header": {"processor_type": "set"}
+        })
+    );
+
+    // A missing pipeline is not a processor failure: still 400.
+    let answer = bulk(
+        &es,
+        "/docker-pulls-2026/_bulk?pipeline=nope",
+        &create_line("n", &trimmed_doc("n")),
+    )
+    .await;
+    assert_eq!(answer.body["items"][0]["create"]["status"], json!(400));
+
+    // The cause survives a `filter_path` that asks for it, four levels down.
+    let answer = bulk(
+        &es,
+        "/docker-pulls-2026/_bulk?pipeline=remove&filter_path=errors,items.*.status,items.*.error.type,items.*.error.caused_by.type,items.*.error.caused_by.caused_by.reason",
+        &create_line("f", &trimmed_doc("f")),
+    )
+    .await;
+    assert_eq!(
+        answer.body,
+        json!({
+            "errors": true,
+            "items": [{"create": {
+                "status": 500,
+                "error": {
+                    "type": "exception",
+                    "caused_by": {
+                        "type": "illegal_argument_exception",
+                        "caused_by": {"reason": "field [ecs] not present as part of path [ecs]"}
+                    }
+                }
+            }}]
+        })
+    );
+}
+
+#[test]
+fn filter_path_keeps_caused_by_four_levels_down_and_drops_items_without_it() {
+    let response = json!({
+        "took": 3,
+        "errors": true,
+        "items": [
+            {"create": {"_index": "i", "_id": "a", "status": 201, "result": "created"}},
+            {"create": {"_index": "i", "_id": "b", "status": 400, "error": {
+                "type": "document_parsing_exception", "reason": "failed to parse field [n]",
+                "caused_by": {"type": "illegal_argument_exception", "reason": "For input string: \"x\""}}}},
+            {"create": {"_index": "i", "_id": "c", "status": 403, "error": {
+                "type": "security_exception", "reason": "denied"}}}
+        ]
+    });
+    assert_eq!(
+        apply_filter_path(
+            &response,
+            "items.*.error.caused_by.type,items.*.error.caused_by.reason"
+        ),
+        json!({"items": [{"create": {"error": {"caused_by": {
+            "type": "illegal_argument_exception", "reason": "For input string: \"x\""}}}}]})
+    );
+    assert_eq!(
+        apply_filter_path(
+            &response,
+            "items.*._id,items.*.error.reason,items.*.error.caused_by.reason"
+        ),
+        json!({"items": [
+            {"create": {"_id": "a"}},
+            {"create": {"_id": "b", "error": {"reason": "failed to parse field [n]",
+                "caused_by": {"reason": "For input string: \"x\""}}}},
+            {"create": {"_id": "c", "error": {"reason": "denied"}}}
+        ]})
+    );
+    assert_eq!(
+        apply_filter_path(&response, "**.caused_by.type"),
+        json!({"items": [{"create": {"error": {"caused_by": {"type": "illegal_argument_exception"}}}}]})
+    );
+}
+
+#[tokio::test]
+async fn mapping_failures_carry_the_number_parsers_cause() {
+    let es = FakeEs::start().await;
+    es.put_index_template(
+        "pulls",
+        json!({"index_patterns": ["docker-pulls-*"], "template": {"mappings": {"properties": {
+            "n": {"type": "long"}, "i": {"type": "integer"}}}}}),
+    );
+    let body = create_line("a", &json!({"n": "abc"})) + &create_line("b", &json!({"i": "x1"}));
+    let answer = bulk(&es, "/docker-pulls-2026/_bulk", &body).await;
+    let error = |n: usize| answer.body["items"][n]["create"]["error"].clone();
+    assert_eq!(
+        error(0)["caused_by"],
+        json!({"type": "illegal_argument_exception", "reason": "For input string: \"abc\""})
+    );
+    assert_eq!(error(0)["type"], json!("document_parsing_exception"));
+    assert_eq!(
+        error(1)["caused_by"],
+        json!({"type": "number_format_exception", "reason": "For input string: \"x1\""})
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_refused_for_its_script_says_why_in_caused_by() {
+    let es = FakeEs::start().await;
+    let answer = send(
+        &es,
+        reqwest::Method::PUT,
+        "/_ingest/pipeline/p",
+        Some("application/json"),
+        Some(r#"{"processors":[{"set":{"field":"a","value":1,"if":"ctx.a instanceof Map"}}]}"#),
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.body["error"]["type"], json!("script_exception"));
+    assert_eq!(answer.body["error"]["reason"], json!("compile error"));
+    assert_eq!(
+        answer.body["error"]["caused_by"]["type"],
+        json!("illegal_argument_exception")
+    );
+    assert_eq!(
+        answer.body["error"]["root_cause"],
+        json!([{"type": "script_exception", "reason": "compile error"}]),
+        "root causes are rendered without their cause"
     );
 }

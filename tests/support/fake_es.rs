@@ -19,8 +19,18 @@
 //!   applied when an index is first written;
 //! - `GET /{index}/_search` (all documents, `size`/`from`), `_count`,
 //!   `GET /{index}/_doc/{id}`, `HEAD|GET|PUT|DELETE /{index}`, `_refresh`;
-//! - API key and Basic authentication (401 with `WWW-Authenticate`), and a
-//!   forbidden mode (403 on every route);
+//! - API key and Basic authentication (401 with `WWW-Authenticate`), a
+//!   forbidden mode (403 on every route), and index-level privileges: writes
+//!   denied on index patterns and index creation denied, refused per bulk
+//!   item with 403 `security_exception` as Elasticsearch 8's
+//!   `AuthorizationService` words it;
+//! - `action.auto_create_index` (`false` or patterns) and a template's
+//!   `allow_auto_create`, refused per item with 404 `index_not_found_exception`
+//!   worded as `AutoCreateIndex` does;
+//! - ingest failures per item with the status Elasticsearch 7.5+ gives the
+//!   processor's exception (400, or 500 for `fail`), or, on request, the
+//!   500 and double wrapping of 7.0–7.4 (elastic/elasticsearch#48803);
+//!   `caused_by` where Elasticsearch has one (script errors, number parsing);
 //! - fault injection for whole bulk requests, single items, dropped
 //!   connections, truncated answers and slow answers.
 //!
@@ -201,6 +211,80 @@ impl FakeEs {
         self.state().config.forbidden = true;
     }
 
+    /// The credentials lose every write privilege on indices matching
+    /// `pattern` (`*` wildcards; calls add up): each bulk item for such an
+    /// index fails alone with 403 `security_exception`, "action
+    /// [indices:data/write/bulk[s]] is unauthorized for ... on indices
+    /// [<index>], this action is granted by the index privileges
+    /// [create_doc,create,index,write,all]", in a 200 answer with
+    /// `errors: true`. Nothing is stored for those items.
+    pub fn deny_index_writes(&self, pattern: &str) {
+        self.state().config.write_denied.push(pattern.to_owned());
+    }
+
+    /// Gives back every write privilege [`Self::deny_index_writes`] took.
+    pub fn allow_index_writes(&self) {
+        self.state().config.write_denied.clear();
+    }
+
+    /// The credentials may not create indices: a bulk item for an index that
+    /// does not exist yet fails with 403 `security_exception` naming
+    /// `indices:admin/auto_create` and the index privileges
+    /// [auto_configure,create_index,manage,all], and `PUT /{index}` is
+    /// refused with 403 naming `indices:admin/create`. Indices that exist
+    /// still take documents. As in Elasticsearch 8, this is checked before
+    /// `action.auto_create_index` (the auto-create action is authorized
+    /// before it runs).
+    pub fn deny_index_creation(&self) {
+        self.state().config.creation_denied = true;
+    }
+
+    /// Undoes [`Self::deny_index_creation`].
+    pub fn allow_index_creation(&self) {
+        self.state().config.creation_denied = false;
+    }
+
+    /// `action.auto_create_index: false`: a bulk item for an index that does
+    /// not exist fails with 404 `index_not_found_exception`, "no such index
+    /// [<index>] and [action.auto_create_index] is [false]". Existing
+    /// indices (created with `PUT /{index}` or [`Self::create_index`]) still
+    /// take documents, and a matching index template's `allow_auto_create`
+    /// overrides the setting, as in `AutoCreateIndex.shouldAutoCreate`.
+    pub fn disable_auto_create_index(&self) {
+        self.set_auto_create_index("false");
+    }
+
+    /// Sets `action.auto_create_index` as Elasticsearch takes it: `true`,
+    /// `false`, or comma-separated patterns with optional `+`/`-` prefixes,
+    /// the first matching pattern deciding.
+    /// Panics on a value Elasticsearch would refuse.
+    pub fn set_auto_create_index(&self, value: &str) {
+        if !matches!(value, "true" | "false") {
+            for pattern in value.split(',') {
+                let pattern = pattern.trim();
+                assert!(
+                    !pattern.is_empty() && pattern != "-" && pattern != "+",
+                    "Elasticsearch refuses action.auto_create_index [{value}]"
+                );
+            }
+        }
+        self.state().config.auto_create_index = value.to_owned();
+    }
+
+    /// Reports ingest failures the way Elasticsearch 7.0 to 7.4 did
+    /// (elastic/elasticsearch#48803, fixed in 7.5 by #48810): every item a
+    /// pipeline processor fails gets status 500 and the processor's
+    /// exception wrapped twice, `{"type":"exception","reason":
+    /// "java.lang.IllegalArgumentException: <cause>","caused_by":{"type":
+    /// "illegal_argument_exception","reason":"<cause>","caused_by":<the
+    /// processor's error>},"header":{"processor_type":..,"processor_tag":..}}`.
+    /// Without it (Elasticsearch 7.5+), the item carries the processor's own
+    /// error and its status: 400 for a missing field or a script error, 500
+    /// for the `fail` processor.
+    pub fn ingest_failures_as_500(&self) {
+        self.state().config.ingest_errors = IngestErrors::Wrapped500;
+    }
+
     /// Sets the version `GET /` reports (e.g. "7.10.2").
     pub fn set_version(&self, number: &str) {
         self.state().config.version = number.to_owned();
@@ -254,6 +338,22 @@ impl FakeEs {
 
     pub fn index_template(&self, name: &str) -> Option<Value> {
         self.state().templates.get(name).cloned()
+    }
+
+    /// Creates an index as an administrator would (`PUT /{index}` with no
+    /// body): mappings and settings from the matching template, whatever
+    /// the test's credentials may do. Panics if the name is invalid or the
+    /// index exists.
+    pub fn create_index(&self, index: &str) {
+        if let Some(reason) = invalid_index_name(index) {
+            panic!("index [{index}] would be rejected by Elasticsearch: {reason}");
+        }
+        let mut state = self.state();
+        assert!(
+            !state.indices.contains_key(index),
+            "index [{index}] already exists"
+        );
+        state.ensure_index(index);
     }
 
     /// The documents of one index as `(_id, _source)`, in insertion order.
@@ -554,6 +654,15 @@ async fn handle(
 struct Config {
     credentials: Vec<Credential>,
     forbidden: bool,
+    /// Index patterns the credentials may not write to (no `create_doc`,
+    /// `create`, `index`, `write` or `all` on them).
+    write_denied: Vec<String>,
+    /// The credentials may not create indices (no `auto_configure`,
+    /// `create_index`, `manage` or `all`).
+    creation_denied: bool,
+    /// The `action.auto_create_index` cluster setting, as given.
+    auto_create_index: String,
+    ingest_errors: IngestErrors,
     version: String,
     coerce: bool,
     max_content_length: usize,
@@ -565,12 +674,27 @@ impl Default for Config {
         Self {
             credentials: Vec::new(),
             forbidden: false,
+            write_denied: Vec::new(),
+            creation_denied: false,
+            auto_create_index: "true".to_owned(),
+            ingest_errors: IngestErrors::Unwrapped,
             version: DEFAULT_VERSION.to_owned(),
             coerce: true,
             max_content_length: DEFAULT_MAX_CONTENT_LENGTH,
             delay: None,
         }
     }
+}
+
+/// How a bulk item the ingest pipeline failed is reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IngestErrors {
+    /// Elasticsearch 7.5 and later: the processor's exception itself, with
+    /// the status it maps to (elastic/elasticsearch#48810).
+    Unwrapped,
+    /// Elasticsearch 7.0–7.4: wrapped twice, always 500
+    /// (elastic/elasticsearch#48803).
+    Wrapped500,
 }
 
 enum Credential {
@@ -670,9 +794,12 @@ impl Reply {
         cause.insert("type".into(), error_type.into());
         cause.insert("reason".into(), reason.into());
         cause.extend(extra);
-        // Elasticsearch repeats the cause's fields at the top level.
+        // Elasticsearch repeats the cause's fields at the top level; the
+        // `root_cause` entries are rendered without their own `caused_by`.
+        let mut root = cause.clone();
+        root.remove("caused_by");
         let mut top = Map::new();
-        top.insert("root_cause".into(), json!([cause.clone()]));
+        top.insert("root_cause".into(), json!([root]));
         top.extend(cause);
         Self::json(status, &json!({ "error": top, "status": status }))
     }
@@ -820,7 +947,7 @@ impl EsState {
 
         let mut reply = match route {
             Route::Root => self.cluster_info(),
-            Route::Bulk(index) => self.bulk(request, index.as_deref(), started),
+            Route::Bulk(index) => self.bulk(request, index.as_deref(), &principal, started),
             Route::Pipelines => self.get_pipelines("*"),
             Route::Pipeline(id) => match method {
                 "PUT" => self.put_pipeline_request(request, &id),
@@ -850,7 +977,19 @@ impl EsState {
                 Err(reply) => reply,
             },
             Route::Doc(index, id) => self.get_doc(&index, &id),
-            Route::Index(index) if method == "PUT" => self.create_index_request(request, &index),
+            Route::Index(index) if method == "PUT" => {
+                if self.config.creation_denied {
+                    let reason = index_denial(
+                        CREATE_INDEX_ACTION,
+                        &principal,
+                        &index,
+                        CREATE_INDEX_PRIVILEGES,
+                    );
+                    Reply::error(403, "security_exception", &reason)
+                } else {
+                    self.create_index_request(request, &index)
+                }
+            }
             Route::Index(index) if method == "DELETE" => match self.indices.remove(&index) {
                 Some(_) => {
                     self.index_order.retain(|name| *name != index);
@@ -1068,24 +1207,43 @@ fn unauthorized(reason: &str, additional: Option<&str>) -> Reply {
     reply
 }
 
+/// Who the request ran as, the way `AuthorizationDenialMessages` describes
+/// it (API keys have no roles to list).
+fn principal_description(principal: &Principal) -> String {
+    match principal {
+        Principal::ApiKey { id } => format!("API key id [{id}] of user [fake-es-user]"),
+        Principal::User(user) => format!("user [{user}] with effective roles [fake_es_role]"),
+        Principal::Anonymous => "user [_anonymous] with effective roles []".to_owned(),
+    }
+}
+
 fn forbidden(action: &str, principal: &Principal) -> Reply {
-    let reason = match principal {
-        Principal::ApiKey { id } => {
-            format!(
-                "action [{action}] is unauthorized for API key id [{id}] of user [fake-es-user]"
-            )
-        }
-        Principal::User(user) => format!(
-            "action [{action}] is unauthorized for user [{user}] with effective roles [fake_es_role]"
-        ),
-        Principal::Anonymous => {
-            format!(
-                "action [{action}] is unauthorized for user [_anonymous] with effective roles []"
-            )
-        }
-    };
+    let reason = format!(
+        "action [{action}] is unauthorized for {}",
+        principal_description(principal)
+    );
     Reply::error(403, "security_exception", &reason)
 }
+
+/// The message of an index-level denial (`actionDenied` with the failure
+/// context "on indices [..]" and the index privileges that would grant it).
+fn index_denial(action: &str, principal: &Principal, index: &str, privileges: &str) -> String {
+    format!(
+        "action [{action}] is unauthorized for {} on indices [{index}], this action is granted by the index privileges [{privileges}]",
+        principal_description(principal)
+    )
+}
+
+/// The shard-level bulk action's denial on an index the credentials may not
+/// write to: every item of that shard fails with it.
+const BULK_SHARD_ACTION: &str = "indices:data/write/bulk[s]";
+const WRITE_PRIVILEGES: &str = "create_doc,create,index,write,all";
+/// The action a bulk request uses to create a missing index (8.x), and what
+/// grants it.
+const AUTO_CREATE_ACTION: &str = "indices:admin/auto_create";
+const AUTO_CREATE_PRIVILEGES: &str = "auto_configure,create_index,manage,all";
+const CREATE_INDEX_ACTION: &str = "indices:admin/create";
+const CREATE_INDEX_PRIVILEGES: &str = "create_index,manage,all";
 
 // ---------------------------------------------------------------------------
 // Content types and query strings
@@ -1236,7 +1394,11 @@ impl EsState {
             Err(reply) => return reply,
         };
         if let Err(failure) = ingest::validate_pipeline(id, &definition) {
-            return Reply::bad_request(&failure.error_type, &failure.reason);
+            let mut extra = Map::new();
+            if let Some(cause) = &failure.caused_by {
+                extra.insert("caused_by".into(), cause.to_json());
+            }
+            return Reply::error_with(400, &failure.error_type, &failure.reason, extra);
         }
         self.pipelines.insert(id.to_owned(), definition);
         Reply::acknowledged()
@@ -1784,6 +1946,7 @@ impl EsState {
         &mut self,
         request: &RecordedRequest,
         url_index: Option<&str>,
+        principal: &Principal,
         started: Instant,
     ) -> Reply {
         let params = parse_query(&request.query);
@@ -1856,7 +2019,13 @@ impl EsState {
         let mut results = Vec::with_capacity(processed);
         for item in &items[..processed] {
             let index = item.index.clone().unwrap_or_default();
-            let outcome = self.bulk_item(item, &index, url_pipeline.as_deref(), &mut used_ingest);
+            let outcome = self.bulk_item(
+                item,
+                &index,
+                url_pipeline.as_deref(),
+                principal,
+                &mut used_ingest,
+            );
             errors |= outcome.status >= 300 && !(item.op == Op::Delete && outcome.status == 404);
             let mut entry = Map::new();
             entry.insert("_index".into(), Value::String(index));
@@ -1891,6 +2060,7 @@ impl EsState {
         item: &BulkItem<'_>,
         index: &str,
         url_pipeline: Option<&str>,
+        principal: &Principal,
         used_ingest: &mut bool,
     ) -> ItemOutcome {
         if let Some(id) = &item.id
@@ -1919,7 +2089,12 @@ impl EsState {
                     "the fake Elasticsearch does not implement the bulk [update] action",
                 );
             }
-            Op::Delete => return self.delete_item(index, item.id.as_deref().unwrap_or_default()),
+            Op::Delete => {
+                if let Some(denied) = self.write_denial(index, principal) {
+                    return denied;
+                }
+                return self.delete_item(index, item.id.as_deref().unwrap_or_default());
+            }
             Op::Index | Op::Create => {}
         }
 
@@ -1974,12 +2149,38 @@ impl EsState {
                     &format!("pipeline with id [{name}] does not exist"),
                 );
             };
-            if let Err(failure) = ingest::run_pipeline(definition, &mut source) {
-                return ItemOutcome::coordinating(400, &failure.error_type, &failure.reason);
+            if let Err(failed) = ingest::run_pipeline_traced(definition, &mut source) {
+                return self.ingest_failure(failed);
             }
         }
 
+        // Then, as `TransportBulkAction` does after ingest: create the index
+        // if it is missing (authorized first, then `action.auto_create_index`),
+        // and only then the shard-level write, authorized per index.
+        if !self.indices.contains_key(index) {
+            if self.config.creation_denied {
+                return ItemOutcome::coordinating(
+                    403,
+                    "security_exception",
+                    &index_denial(AUTO_CREATE_ACTION, principal, index, AUTO_CREATE_PRIVILEGES),
+                );
+            }
+            if let Some((reason, resource)) = self.auto_create_refusal(index) {
+                return ItemOutcome::error(
+                    404,
+                    json!({
+                        "type": "index_not_found_exception",
+                        "reason": reason,
+                        "index_uuid": "_na_",
+                        "index": resource,
+                    }),
+                );
+            }
+        }
         self.ensure_index(index);
+        if let Some(denied) = self.write_denial(index, principal) {
+            return denied;
+        }
         let coerce_default = self.config.coerce;
         let state = self.indices.get_mut(index).expect("index just ensured");
         let shard_error = |error_type: &str, reason: &str| {
@@ -1993,8 +2194,12 @@ impl EsState {
         };
         let id = item.id.clone().unwrap_or_else(|| random_id(20));
         let coerce = setting_bool(&state.settings, "mapping.coerce").unwrap_or(coerce_default);
-        if let Err((error_type, reason)) = check_mapping(&state.mappings, &source, &id, coerce) {
-            return ItemOutcome::error(400, shard_error(&error_type, &reason));
+        if let Err(failure) = check_mapping(&state.mappings, &source, &id, coerce) {
+            let mut error = shard_error(&failure.error_type, &failure.reason);
+            if let Some(cause) = failure.caused_by {
+                error["caused_by"] = cause;
+            }
+            return ItemOutcome::error(400, error);
         }
         let existing = state.docs.get(&id).map(|d| d.version);
         if item.op == Op::Create
@@ -2040,6 +2245,114 @@ impl EsState {
         fields.insert("_seq_no".into(), seq_no.into());
         fields.insert("_primary_term".into(), 1.into());
         ItemOutcome { status, fields }
+    }
+
+    /// The 403 of an item whose index the credentials may not write to.
+    fn write_denial(&self, index: &str, principal: &Principal) -> Option<ItemOutcome> {
+        self.config
+            .write_denied
+            .iter()
+            .any(|pattern| simple_match(pattern, index))
+            .then(|| {
+                ItemOutcome::coordinating(
+                    403,
+                    "security_exception",
+                    &index_denial(BULK_SHARD_ACTION, principal, index, WRITE_PRIVILEGES),
+                )
+            })
+    }
+
+    /// `AutoCreateIndex.shouldAutoCreate` for an index that does not exist:
+    /// `None` when it may be created, else the `IndexNotFoundException`'s
+    /// reason and the index it names. A matching composable template's
+    /// `allow_auto_create` wins over `action.auto_create_index`.
+    fn auto_create_refusal(&self, index: &str) -> Option<(String, String)> {
+        if let Some(template) = self.matching_template(index)
+            && let Some(allowed) = template["allow_auto_create"].as_bool()
+        {
+            if allowed {
+                return None;
+            }
+            let patterns: Vec<String> = template["index_patterns"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            // `new IndexNotFoundException(String)` takes the whole text as
+            // the index name, so it lands in both the reason and `index`.
+            let resource = format!(
+                "composable template {} forbids index auto creation",
+                java_string_list(&patterns)
+            );
+            return Some((format!("no such index [{resource}]"), resource));
+        }
+        let setting = self.config.auto_create_index.as_str();
+        let refusal = |detail: String| {
+            Some((
+                format!("no such index [{index}] and {detail}"),
+                index.to_owned(),
+            ))
+        };
+        match setting {
+            "true" => None,
+            "false" => refusal("[action.auto_create_index] is [false]".to_owned()),
+            patterns => {
+                for pattern in patterns.split(',').map(str::trim) {
+                    let (include, pattern) = match pattern.as_bytes().first() {
+                        Some(b'-') => (false, &pattern[1..]),
+                        Some(b'+') => (true, &pattern[1..]),
+                        _ => (true, pattern),
+                    };
+                    if simple_match(pattern, index) {
+                        return if include {
+                            None
+                        } else {
+                            refusal(format!(
+                                "[action.auto_create_index] contains [-{pattern}] which forbids automatic creation of the index"
+                            ))
+                        };
+                    }
+                }
+                refusal(format!(
+                    "[action.auto_create_index] ([{setting}]) doesn't match"
+                ))
+            }
+        }
+    }
+
+    /// A bulk item the ingest pipeline failed, reported the configured way.
+    fn ingest_failure(&self, failed: ingest::PipelineFailure) -> ItemOutcome {
+        let own = || ItemOutcome::error(failed.failure.status(), failed.failure.to_json());
+        match (self.config.ingest_errors, &failed.processor_type) {
+            (IngestErrors::Unwrapped, _) | (IngestErrors::Wrapped500, None) => own(),
+            (IngestErrors::Wrapped500, Some(processor_type)) => {
+                // `new ElasticsearchException(new IllegalArgumentException(e))`:
+                // each wrapper's message is its cause's `toString()`.
+                let inner = failed.failure.java_to_string();
+                let mut header = Map::new();
+                header.insert("processor_type".into(), processor_type.clone().into());
+                if let Some(tag) = &failed.processor_tag {
+                    header.insert("processor_tag".into(), tag.clone().into());
+                }
+                ItemOutcome::error(
+                    500,
+                    json!({
+                        "type": "exception",
+                        "reason": format!("java.lang.IllegalArgumentException: {inner}"),
+                        "caused_by": {
+                            "type": "illegal_argument_exception",
+                            "reason": inner,
+                            "caused_by": failed.failure.to_json(),
+                        },
+                        "header": header,
+                    }),
+                )
+            }
+        }
     }
 
     fn delete_item(&mut self, index: &str, id: &str) -> ItemOutcome {
@@ -2184,15 +2497,33 @@ fn is_object_mapping(mapping: &Value) -> bool {
     }
 }
 
+/// Why the shard refused a document: the `error` object's `type` and
+/// `reason`, and its `caused_by` where Elasticsearch has one.
+struct MappingFailure {
+    error_type: String,
+    reason: String,
+    caused_by: Option<Value>,
+}
+
+impl MappingFailure {
+    fn new(error_type: &str, reason: String) -> Self {
+        Self {
+            error_type: error_type.to_owned(),
+            reason,
+            caused_by: None,
+        }
+    }
+}
+
 /// Checks a document against explicit mappings: strict dynamic mapping,
 /// objects versus concrete values, and the value types of numeric, date and
-/// boolean fields. Returns `(error type, reason)` like the shard would.
+/// boolean fields, failing like the shard would.
 fn check_mapping(
     mappings: &Value,
     doc: &Value,
     id: &str,
     coerce: bool,
-) -> Result<(), (String, String)> {
+) -> Result<(), MappingFailure> {
     let Value::Object(fields) = doc else {
         return Ok(());
     };
@@ -2207,7 +2538,7 @@ fn check_object(
     prefix: &str,
     id: &str,
     coerce: bool,
-) -> Result<(), (String, String)> {
+) -> Result<(), MappingFailure> {
     for (key, value) in fields {
         // A dotted key is the same as nested objects.
         let segments: Vec<&str> = key.split('.').collect();
@@ -2224,7 +2555,7 @@ fn check_field(
     prefix: &str,
     id: &str,
     coerce: bool,
-) -> Result<(), (String, String)> {
+) -> Result<(), MappingFailure> {
     let name = segments[0];
     let full = if prefix.is_empty() {
         name.to_owned()
@@ -2234,8 +2565,8 @@ fn check_field(
     let Some(child) = parent["properties"].get(name) else {
         if dynamic == Dynamic::Strict {
             let within = if prefix.is_empty() { "_doc" } else { prefix };
-            return Err((
-                "strict_dynamic_mapping_exception".to_owned(),
+            return Err(MappingFailure::new(
+                "strict_dynamic_mapping_exception",
                 format!(
                     "mapping set to strict, dynamic introduction of [{name}] within [{within}] is not allowed"
                 ),
@@ -2246,8 +2577,8 @@ fn check_field(
     let child_dynamic = dynamic_of(child, dynamic);
     if segments.len() > 1 {
         if !is_object_mapping(child) {
-            return Err((
-                "document_parsing_exception".to_owned(),
+            return Err(MappingFailure::new(
+                "document_parsing_exception",
                 format!(
                     "Could not dynamically add mapping for field [{}]. Existing mapping for [{full}] must be of type object but found [{}].",
                     segments.join("."),
@@ -2277,8 +2608,8 @@ fn check_field(
             }
             Value::Array(_) if is_object_mapping(child) => {}
             _ if is_object_mapping(child) => {
-                return Err((
-                    "document_parsing_exception".to_owned(),
+                return Err(MappingFailure::new(
+                    "document_parsing_exception",
                     format!(
                         "object mapping for [{full}] tried to parse field [{name}] as object, but found a concrete value"
                     ),
@@ -2292,17 +2623,58 @@ fn check_field(
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    return Err((
-                        "document_parsing_exception".to_owned(),
-                        format!(
+                    return Err(MappingFailure {
+                        error_type: "document_parsing_exception".to_owned(),
+                        reason: format!(
                             "failed to parse field [{full}] of type [{field_type}] in document with id '{id}'. Preview of field's value: '{preview}'"
                         ),
-                    ));
+                        caused_by: number_parse_cause(field_type, leaf, coerce),
+                    });
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The `caused_by` of a refused numeric value, for the cases whose message
+/// is known from the source: a string that is not a number (the XContent
+/// parser's `toLong` for `long`, `Double.parseDouble` for the others) and a
+/// numeric string out of a type's range. `None` when the fake does not know
+/// the exact cause; the error then has no `caused_by`.
+fn number_parse_cause(field_type: &str, value: &Value, coerce: bool) -> Option<Value> {
+    let Value::String(text) = value else {
+        return None;
+    };
+    if !coerce || text.trim().is_empty() {
+        return None;
+    }
+    let number = text.trim().parse::<f64>().ok().filter(|f| f.is_finite());
+    let cause =
+        |error_type: &str, reason: String| Some(json!({"type": error_type, "reason": reason}));
+    match (field_type, number) {
+        ("long", None) => cause(
+            "illegal_argument_exception",
+            format!("For input string: \"{text}\""),
+        ),
+        ("long", Some(_)) => cause(
+            "illegal_argument_exception",
+            format!("Value [{text}] is out of range for a long"),
+        ),
+        ("integer", Some(_)) => cause(
+            "illegal_argument_exception",
+            format!("Value [{text}] is out of range for an integer"),
+        ),
+        ("short", Some(_)) => cause(
+            "illegal_argument_exception",
+            format!("Value [{text}] is out of range for a short"),
+        ),
+        ("integer" | "short" | "byte" | "double" | "float" | "half_float", None) => cause(
+            "number_format_exception",
+            format!("For input string: \"{text}\""),
+        ),
+        _ => None,
+    }
 }
 
 /// Whether a field of `field_type` accepts this (non-null) value.

@@ -37,12 +37,16 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// Why a pipeline failed on a document: the `type` and `reason` Elasticsearch
-/// puts in the bulk item's `error` object.
+/// Why a pipeline failed on a document: the `type`, `reason` and (for
+/// exceptions that have one) `caused_by` Elasticsearch puts in the bulk
+/// item's `error` object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestFailure {
     pub error_type: String,
     pub reason: String,
+    /// The nested cause, rendered by Elasticsearch as `caused_by` (a script
+    /// error's underlying Java exception, for instance).
+    pub caused_by: Option<Box<IngestFailure>>,
 }
 
 impl IngestFailure {
@@ -50,7 +54,13 @@ impl IngestFailure {
         Self {
             error_type: error_type.to_owned(),
             reason: reason.into(),
+            caused_by: None,
         }
+    }
+
+    fn caused_by(mut self, cause: IngestFailure) -> Self {
+        self.caused_by = Some(Box::new(cause));
+        self
     }
 
     /// `IllegalArgumentException`, what `IngestDocument` throws for paths.
@@ -62,15 +72,124 @@ impl IngestFailure {
     fn parse(reason: impl Into<String>) -> Self {
         Self::new("parse_exception", reason)
     }
+
+    /// The innermost cause (this failure when it has none).
+    pub fn root_cause(&self) -> &IngestFailure {
+        let mut failure = self;
+        while let Some(cause) = &failure.caused_by {
+            failure = cause;
+        }
+        failure
+    }
+
+    /// The bulk item status Elasticsearch 7.5+ gives this failure:
+    /// `IngestProcessorException` is unwrapped (elastic/elasticsearch#48810)
+    /// and `ExceptionsHelper.status` looks at the cause. An
+    /// `IllegalArgumentException`, a `ScriptException` and a parse error are
+    /// 400; the `fail` processor's `FailProcessorException` is a plain
+    /// `RuntimeException` and `GeneralScriptException` keeps the default, so
+    /// both are 500.
+    pub fn status(&self) -> u16 {
+        match self.error_type.as_str() {
+            "fail_processor_exception" | "general_script_exception" => 500,
+            _ => 400,
+        }
+    }
+
+    /// The `error` object as Elasticsearch renders it: `type`, `reason`, then
+    /// `caused_by` when there is a cause.
+    pub fn to_json(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("type".to_owned(), Value::String(self.error_type.clone()));
+        object.insert("reason".to_owned(), Value::String(self.reason.clone()));
+        if let Some(cause) = &self.caused_by {
+            object.insert("caused_by".to_owned(), cause.to_json());
+        }
+        Value::Object(object)
+    }
+
+    /// Java's `toString()` of the exception this failure stands for, as
+    /// Elasticsearch 7.0–7.4 embedded it in the reasons of the wrappers it
+    /// put around processor failures: `Class: message` for a plain Java
+    /// exception, `ExceptionsHelper.detailedMessage` for an Elasticsearch one.
+    pub fn java_to_string(&self) -> String {
+        match self.error_type.as_str() {
+            "script_exception" | "general_script_exception" | "parse_exception" => {
+                let mut text = String::new();
+                let mut next = Some(self);
+                while let Some(failure) = next {
+                    if !text.is_empty() {
+                        text.push_str("nested: ");
+                    }
+                    text.push_str(&format!(
+                        "{}[{}]; ",
+                        java_simple_name(&failure.error_type),
+                        failure.reason
+                    ));
+                    next = failure.caused_by.as_deref();
+                }
+                let text = text.trim_end().to_owned();
+                if self.caused_by.is_some() {
+                    text
+                } else {
+                    text.trim_end_matches(';').to_owned()
+                }
+            }
+            other => format!("{}: {}", java_class_name(other), self.reason),
+        }
+    }
+}
+
+/// The simple Java class name of an exception type (`null_pointer_exception`
+/// is `NullPointerException`); Elasticsearch drops the `Elasticsearch` prefix
+/// when it names its own exceptions, so `parse_exception` gets it back.
+fn java_simple_name(error_type: &str) -> String {
+    if error_type == "parse_exception" {
+        return "ElasticsearchParseException".to_owned();
+    }
+    error_type
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
+}
+
+/// The fully qualified class name `Throwable.toString()` prints.
+fn java_class_name(error_type: &str) -> String {
+    let simple = java_simple_name(error_type);
+    match error_type {
+        "fail_processor_exception" => format!("org.elasticsearch.ingest.common.{simple}"),
+        _ => format!("java.lang.{simple}"),
+    }
 }
 
 impl fmt::Display for IngestFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.error_type, self.reason)
+        write!(f, "{}: {}", self.error_type, self.reason)?;
+        if let Some(cause) = &self.caused_by {
+            write!(f, " (caused by {cause})")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for IngestFailure {}
+
+/// A pipeline failure with the processor that raised it: what Elasticsearch
+/// records in the `processor_type` / `processor_tag` headers of the
+/// exception it wraps the failure in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineFailure {
+    pub failure: IngestFailure,
+    /// `None` when the pipeline failed before any processor ran (it did not
+    /// compile, or the source is not an object).
+    pub processor_type: Option<String>,
+    pub processor_tag: Option<String>,
+}
 
 /// Runs `pipeline` (the body of `PUT _ingest/pipeline/<id>`) on `doc` (a
 /// document's `_source`), changing `doc` in place.
@@ -79,12 +198,25 @@ impl std::error::Error for IngestFailure {}
 /// exactly as an Elasticsearch ingest document would; the caller (like
 /// Elasticsearch) must then not index it.
 pub fn run_pipeline(pipeline: &Value, doc: &mut Value) -> Result<(), IngestFailure> {
-    let compiled = Pipeline::compile("_simulate_pipeline", pipeline)?;
+    run_pipeline_traced(pipeline, doc).map_err(|failed| failed.failure)
+}
+
+/// [`run_pipeline`], also saying which processor failed (the innermost one:
+/// a failing `on_failure` handler rather than the processor it handled, as
+/// `CompoundProcessor.newCompoundProcessorException` keeps the first
+/// `processor_type` header it sees).
+pub fn run_pipeline_traced(pipeline: &Value, doc: &mut Value) -> Result<(), PipelineFailure> {
+    let untraced = |failure| PipelineFailure {
+        failure,
+        processor_type: None,
+        processor_tag: None,
+    };
+    let compiled = Pipeline::compile("_simulate_pipeline", pipeline).map_err(untraced)?;
     if !doc.is_object() {
-        return Err(IngestFailure::illegal_argument(format!(
+        return Err(untraced(IngestFailure::illegal_argument(format!(
             "the document source must be an object, not [{}]",
             java_type(doc)
-        )));
+        ))));
     }
     let mut ingest = Map::new();
     ingest.insert("timestamp".to_owned(), Value::String(now_rfc3339()));
@@ -92,8 +224,19 @@ pub fn run_pipeline(pipeline: &Value, doc: &mut Value) -> Result<(), IngestFailu
         source: doc,
         ingest: Value::Object(ingest),
         pipeline_id: "_simulate_pipeline",
+        failed_processor: None,
     };
-    run_compound(&compiled.processors, &compiled.on_failure, false, &mut ctx)
+    run_compound(&compiled.processors, &compiled.on_failure, false, &mut ctx).map_err(|failure| {
+        let (processor_type, processor_tag) = match ctx.failed_processor.take() {
+            Some((kind, tag)) => (Some(kind.to_owned()), tag),
+            None => (None, None),
+        };
+        PipelineFailure {
+            failure,
+            processor_type,
+            processor_tag,
+        }
+    })
 }
 
 /// Validates a pipeline definition the way `PUT _ingest/pipeline/<id>` does,
@@ -563,6 +706,8 @@ struct Ctx<'a> {
     source: &'a mut Value,
     ingest: Value,
     pipeline_id: &'a str,
+    /// The type and tag of the processor whose own work failed last.
+    failed_processor: Option<(&'static str, Option<String>)>,
 }
 
 /// `CompoundProcessor.execute`: run in order; a failure is ignored, handed to
@@ -601,7 +746,8 @@ fn run_on_failure(
         "on_failure_pipeline",
     ];
     let values = [
-        Value::String(failure.reason.clone()),
+        // `cause.getRootCause().getMessage()`: the innermost cause's.
+        Value::String(failure.root_cause().reason.clone()),
         Value::String(failed.kind.type_name().to_owned()),
         failed.tag.clone().map_or(Value::Null, Value::String),
         Value::String(ctx.pipeline_id.to_owned()),
@@ -634,20 +780,25 @@ fn run_on_failure(
 /// One configured processor: the condition and the failure handling wrap the
 /// processor itself, as `ConfigurationUtils.readProcessor` builds them.
 fn run_processor(processor: &Processor, ctx: &mut Ctx<'_>) -> Result<(), IngestFailure> {
-    let run = |ctx: &mut Ctx<'_>| -> Result<(), IngestFailure> {
+    let own_work = |ctx: &mut Ctx<'_>| -> Result<(), IngestFailure> {
         if let Some(condition) = &processor.condition {
             match condition.eval(ctx.source)? {
                 Value::Bool(true) => {}
                 Value::Bool(false) => return Ok(()),
                 other => {
-                    return Err(script_runtime_error(format!(
-                        "condition returned [{}], not a boolean",
-                        java_type(&other)
-                    )));
+                    return Err(script_runtime_error(
+                        "class_cast_exception",
+                        format!("condition returned [{}], not a boolean", java_type(&other)),
+                    ));
                 }
             }
         }
         execute(&processor.kind, ctx)
+    };
+    let run = |ctx: &mut Ctx<'_>| -> Result<(), IngestFailure> {
+        own_work(ctx).inspect_err(|_| {
+            ctx.failed_processor = Some((processor.kind.type_name(), processor.tag.clone()));
+        })
     };
     if processor.ignore_failure || !processor.on_failure.is_empty() {
         match run(ctx) {
@@ -1177,10 +1328,13 @@ fn set_field(ctx: &mut Ctx<'_>, path: &str, value: Value) -> Result<(), IngestFa
 // `if` conditions: a Painless subset
 // ---------------------------------------------------------------------------
 
-fn script_runtime_error(detail: String) -> IngestFailure {
-    // Elasticsearch reports `script_exception` / `runtime error` and puts the
-    // cause elsewhere; the detail is appended here so a failing test says why.
-    IngestFailure::new("script_exception", format!("runtime error: {detail}"))
+/// A Painless runtime failure: `script_exception` / `runtime error` with the
+/// Java exception underneath as `caused_by`, as Elasticsearch renders it.
+/// (Elasticsearch also adds `script_stack`, `script`, `lang` and `position`;
+/// the fake leaves those out.)
+fn script_runtime_error(cause_type: &str, detail: String) -> IngestFailure {
+    IngestFailure::new("script_exception", "runtime error")
+        .caused_by(IngestFailure::new(cause_type, detail))
 }
 
 fn compile_condition(source: &str) -> Result<Expr, IngestFailure> {
@@ -1196,12 +1350,9 @@ fn compile_condition(source: &str) -> Result<Expr, IngestFailure> {
 }
 
 fn compile_error(source: &str, detail: &str) -> IngestFailure {
-    IngestFailure::new(
-        "script_exception",
-        format!(
-            "compile error: [{source}]: {detail} (the fake supports only a Painless subset, see tests/support/ingest.rs)"
-        ),
-    )
+    IngestFailure::new("script_exception", "compile error").caused_by(IngestFailure::illegal_argument(format!(
+        "[{source}]: {detail} (the fake supports only a Painless subset, see tests/support/ingest.rs)"
+    )))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1494,11 +1645,14 @@ impl Expr {
                     Token::Ne => !painless_eq(&a, &b),
                     _ => {
                         let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) else {
-                            return Err(script_runtime_error(format!(
-                                "cannot compare [{}] and [{}]",
-                                java_type(&a),
-                                java_type(&b)
-                            )));
+                            return Err(script_runtime_error(
+                                "class_cast_exception",
+                                format!(
+                                    "cannot compare [{}] and [{}]",
+                                    java_type(&a),
+                                    java_type(&b)
+                                ),
+                            ));
                         };
                         match op {
                             Token::Lt => x < y,
@@ -1519,10 +1673,10 @@ impl Expr {
                 let name = name.eval(ctx)?;
                 match (&target, &name) {
                     (Value::Null, _) if *null_safe => Ok(Value::Null),
-                    (Value::Null, _) => Err(script_runtime_error(format!(
-                        "null pointer: cannot access [{}] on null",
-                        display(&name)
-                    ))),
+                    (Value::Null, _) => Err(script_runtime_error(
+                        "null_pointer_exception",
+                        format!("cannot access [{}] on null", display(&name)),
+                    )),
                     (Value::Object(map), Value::String(key)) => {
                         Ok(map.get(key).cloned().unwrap_or(Value::Null))
                     }
@@ -1530,12 +1684,20 @@ impl Expr {
                         .as_u64()
                         .and_then(|i| items.get(usize::try_from(i).ok()?))
                         .cloned()
-                        .ok_or_else(|| script_runtime_error("index out of bounds".to_owned())),
-                    _ => Err(script_runtime_error(format!(
-                        "dynamic getter [{}, {}] not found",
-                        java_type(&target),
-                        display(&name)
-                    ))),
+                        .ok_or_else(|| {
+                            script_runtime_error(
+                                "index_out_of_bounds_exception",
+                                "index out of bounds".to_owned(),
+                            )
+                        }),
+                    _ => Err(script_runtime_error(
+                        "illegal_argument_exception",
+                        format!(
+                            "dynamic getter [{}, {}] not found",
+                            java_type(&target),
+                            display(&name)
+                        ),
+                    )),
                 }
             }
             Expr::Call {
@@ -1551,9 +1713,10 @@ impl Expr {
                     return if *null_safe {
                         Ok(Value::Null)
                     } else {
-                        Err(script_runtime_error(format!(
-                            "null pointer: cannot invoke [{method}] on null"
-                        )))
+                        Err(script_runtime_error(
+                            "null_pointer_exception",
+                            format!("cannot invoke [{method}] on null"),
+                        ))
                     };
                 }
                 call(&target, method, &args)
@@ -1571,7 +1734,10 @@ fn display(value: &Value) -> String {
 
 fn as_bool(value: &Value) -> Result<bool, IngestFailure> {
     value.as_bool().ok_or_else(|| {
-        script_runtime_error(format!("cannot cast [{}] to [boolean]", java_type(value)))
+        script_runtime_error(
+            "class_cast_exception",
+            format!("cannot cast [{}] to [boolean]", java_type(value)),
+        )
     })
 }
 
@@ -1586,11 +1752,14 @@ fn painless_eq(a: &Value, b: &Value) -> bool {
 fn call(target: &Value, method: &str, args: &[Value]) -> Result<Value, IngestFailure> {
     let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
     let unsupported = || {
-        script_runtime_error(format!(
-            "dynamic method [{}, {method}/{}] not found",
-            java_type(target),
-            args.len()
-        ))
+        script_runtime_error(
+            "illegal_argument_exception",
+            format!(
+                "dynamic method [{}, {method}/{}] not found",
+                java_type(target),
+                args.len()
+            ),
+        )
     };
     let result = match (target, method) {
         (Value::Object(map), "containsKey") => {
