@@ -23,8 +23,9 @@ use std::time::Duration;
 /// Just enough of the response to match items to documents by position and
 /// `_id`, and to explain failures. Successful items keep their `status`, so
 /// positions are never lost (unlike `filter_path=items.*.error`).
-/// `error.caused_by` says why a script or mapping failed.
-pub const FILTER_PATH: &str = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,items.*.error.caused_by.reason";
+/// `error.caused_by` says why a script or mapping failed;
+/// `error.header.processor_type` marks an ingest processor's failure.
+pub const FILTER_PATH: &str = "errors,items.*._id,items.*.status,items.*.error.type,items.*.error.reason,items.*.error.caused_by.type,items.*.error.caused_by.reason,items.*.error.header.processor_type";
 
 /// Elasticsearch's default `http.max_content_length` is 100 MiB; staying at
 /// 10 MiB keeps requests fast and well inside any proxy's limits.
@@ -193,6 +194,15 @@ pub struct ItemError {
     pub reason: String,
     #[serde(default)]
     pub caused_by: Option<Cause>,
+    /// Set by Elasticsearch on an ingest processor's failure.
+    #[serde(default)]
+    pub header: Option<ErrorHeader>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ErrorHeader {
+    #[serde(default)]
+    pub processor_type: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,16 +215,22 @@ pub struct Cause {
 
 impl ItemError {
     /// An ingest processor or script failed, or the pipeline is missing.
-    /// Elasticsearch answers these with 400 or, for processor and script
-    /// exceptions, 500 (elastic/elasticsearch#48803): the type says which.
+    /// Elasticsearch answers these with 400 or 500 (`fail` processors,
+    /// scripts, and every ingest failure on 7.0–7.4, wrapped as `exception`:
+    /// elastic/elasticsearch#48803); the processor header or the types say
+    /// which, not the status.
     fn is_pipeline_failure(&self) -> bool {
         let ingest = |t: &str| {
             t.contains("ingest")
                 || t.contains("script")
                 || t.contains("pipeline")
+                || t.contains("processor")
                 || t.starts_with("painless")
         };
-        ingest(&self.error_type)
+        self.header
+            .as_ref()
+            .is_some_and(|h| h.processor_type.is_some())
+            || ingest(&self.error_type)
             || self
                 .caused_by
                 .as_ref()
@@ -929,6 +945,7 @@ mod tests {
                     error_type: t.into(),
                     reason: r.into(),
                 }),
+                header: None,
             }),
         }
     }
@@ -995,6 +1012,25 @@ mod tests {
         assert!(matches!(
             classify(&script_500, false),
             ItemOutcome::Retry(_)
+        ));
+        let fail_processor = item(500, "fail_processor_exception", "no pulls", None);
+        assert!(matches!(
+            classify(&fail_processor, true),
+            ItemOutcome::WithoutPipeline(_)
+        ));
+        // 7.0–7.4: every ingest failure a 500 `exception`, the processor in
+        // the header.
+        let wrapped: BulkItem = serde_json::from_value(serde_json::json!({
+            "status": 500,
+            "error": {"type": "exception",
+                "reason": "java.lang.IllegalArgumentException: field [ecs] not present as part of path [ecs]",
+                "caused_by": {"type": "illegal_argument_exception", "reason": "field [ecs] not present as part of path [ecs]"},
+                "header": {"processor_type": "remove"}}
+        }))
+        .expect("item");
+        assert!(matches!(
+            classify(&wrapped, true),
+            ItemOutcome::WithoutPipeline(_)
         ));
         // A plain 500 through the pipeline is transient too.
         let plain = item(500, "node_not_connected_exception", "node left", None);

@@ -150,6 +150,7 @@ impl Moto {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL_SSM", self.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_S3", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -169,6 +170,54 @@ impl Moto {
             .load()
             .await;
         Client::new(&config)
+    }
+
+    /// An S3 client for this server, as the function builds its own
+    /// (`docker_pulls::spool::s3_client`: path-style with a custom endpoint).
+    pub async fn s3_client(&self) -> aws_sdk_s3::Client {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(s3)
+    }
+
+    /// Creates a bucket (the spool's, in tests).
+    ///
+    /// # Panics
+    /// When moto rejects it.
+    pub async fn create_bucket(&self, name: &str) {
+        self.s3_client()
+            .await
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {name}: {e:?}"));
+    }
+
+    /// Every key in `bucket` (rejected objects included), sorted.
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let listed = self
+            .s3_client()
+            .await
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("list {bucket}: {e:?}"));
+        let mut keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// Creates or overwrites a parameter.
