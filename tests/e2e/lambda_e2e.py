@@ -31,7 +31,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 API_KEY = "ZTJlOmUyZS1zZWNyZXQta2V5LTc3Nzc="
 SECRETS = [API_KEY]
 PREFIX = "/docker-pulls"
-INDEX = "docker-pulls-2026"
+BUCKET = "docker-pulls-spool"
 
 processes: list[subprocess.Popen] = []
 failures = 0
@@ -127,6 +127,17 @@ def invoke_json(port: int, event_file: Path) -> dict:
     return json.loads(out)
 
 
+def scheduled_event(workdir: Path, seconds_ago: int) -> tuple[Path, str]:
+    """events/scheduled.json as EventBridge delivers it `seconds_ago` after
+    it fired (the file's own time is long past: a late replay by now)."""
+    event = json.loads((ROOT / "events" / "scheduled.json").read_text())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
+    event["time"] = stamp
+    path = workdir / f"scheduled-{seconds_ago}.json"
+    path.write_text(json.dumps(event))
+    return path, stamp
+
+
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="docker-pulls-e2e-"))
     try:
@@ -153,6 +164,13 @@ def run(workdir: Path) -> int:
     wait_for("moto", lambda: http("GET", f"{moto_url}/moto-api/")[0] == 200)
     ssm = boto3.client("ssm", endpoint_url=moto_url, region_name="us-east-1",
                        aws_access_key_id="test", aws_secret_access_key="test")
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    s3.create_bucket(Bucket=BUCKET)
+
+    def spool_keys() -> list[str]:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="spool/")
+        return sorted(o["Key"] for o in listed.get("Contents", []))
 
     def put(name: str, value: str, kind: str = "String") -> None:
         ssm.put_parameter(Name=f"{PREFIX}/{name}", Value=value, Type=kind, Overwrite=True)
@@ -180,6 +198,8 @@ def run(workdir: Path) -> int:
         f"DOCKER_HUB_URL={hub_url}",
         "HUB_CONCURRENCY=8",
         f"AWS_ENDPOINT_URL_SSM={moto_url}",
+        f"AWS_ENDPOINT_URL_S3={moto_url}",
+        f"SPOOL_BUCKET={BUCKET}",
         "AWS_ACCESS_KEY_ID=test",
         "AWS_SECRET_ACCESS_KEY=test",
         "AWS_REGION=us-east-1",
@@ -198,6 +218,8 @@ def run(workdir: Path) -> int:
 
     wait_for("cargo lambda watch", watch_ready, 120)
     events = ROOT / "events"
+    scheduled, stamp = scheduled_event(workdir, 120)
+    index = f"docker-pulls-{stamp[:4]}"
 
     print("strict fake Elasticsearch:")
     setup = invoke_json(lambda_port, events / "setup.json")
@@ -207,22 +229,51 @@ def run(workdir: Path) -> int:
     check("a second setup changes nothing", again["pipeline"]["result"] == "unchanged"
           and again["index_template"]["result"] == "unchanged", again)
 
-    first = invoke_json(lambda_port, events / "scheduled.json")
+    first = invoke_json(lambda_port, scheduled)
     check("scheduled event indexes 8 repositories", first.get("indexed") == 8 and first.get("failed") == [], first)
-    check("summary names the yearly index", first.get("index") == INDEX, first)
-    retry = invoke_json(lambda_port, events / "scheduled.json")
+    check("summary names the yearly index", first.get("index") == index, first)
+    check("the event's time stamps the documents", first.get("timestamp") == stamp and "late_event" not in first, first)
+    check("the summary reports the spool", first.get("spooled") == 0 and first.get("spool_backlog") == 0, first)
+    retry = invoke_json(lambda_port, scheduled)
     check("a retried event indexes nothing new", retry.get("indexed") == 0 and retry.get("already_indexed") == 8, retry)
-    status, search = http("GET", f"{es_url}/{INDEX}/_count", api_key=API_KEY)
+    status, search = http("GET", f"{es_url}/{index}/_count", api_key=API_KEY)
     check("the cluster holds exactly 8 documents", status == 200 and search.get("count") == 8, search)
+
+    late = invoke_json(lambda_port, events / "scheduled.json")
+    check("a late replay of events/scheduled.json is stamped with the fetch time",
+          late.get("late_event", {}).get("event_time") == "2026-11-27T18:35:00Z"
+          and late.get("timestamp") != "2026-11-27T18:35:00Z" and late.get("indexed") == 8, late)
+    status, search = http("GET", f"{es_url}/{index}/_count", api_key=API_KEY)
+    check("the late replay added 8 honest points", search.get("count") == 16, search)
+
+    # Elasticsearch unreachable: the run succeeds and spools; back: drained.
+    down_url = f"http://127.0.0.1:{free_port()}"
+    put("elasticsearch/url", down_url)
+    outage, outage_stamp = scheduled_event(workdir, 60)
+    spooled = invoke_json(lambda_port, outage)
+    check("with Elasticsearch unreachable the run succeeds and spools",
+          spooled.get("spooled") == 8 and spooled.get("indexed") == 0 and spooled.get("spool_backlog") == 1, spooled)
+    keys = spool_keys()
+    check("the spool object is in S3 under spool/", len(keys) == 1 and keys[0].endswith(".ndjson"), keys)
+    put("elasticsearch/url", es_url)
+    back, _ = scheduled_event(workdir, 0)
+    drained = invoke_json(lambda_port, back)
+    check("once Elasticsearch is back the spool is drained",
+          drained.get("drained") == 8 and drained.get("spool_backlog") == 0 and spool_keys() == [], drained)
+    status, search = http("GET", f"{es_url}/{index}/_count", api_key=API_KEY)
+    check("every point of the outage is indexed once", search.get("count") == 32, search)
+    status, doc = http("GET", f"{es_url}/{index}/_doc/library%2Fhttpd@{outage_stamp}", api_key=API_KEY)
+    check("a drained document keeps its original time",
+          isinstance(doc, dict) and doc.get("_source", {}).get("@timestamp") == outage_stamp, doc)
 
     dry = invoke_json(lambda_port, events / "dry-run.json")
     names = [d["http"]["docker_hub"]["name"] for d in dry.get("documents", [])]
     check("dry run returns documents", names == ["httpd", "mysql", "netatmobeat"], dry)
-    status, search = http("GET", f"{es_url}/{INDEX}/_count", api_key=API_KEY)
-    check("dry run indexes nothing", search.get("count") == 8, search)
+    status, search = http("GET", f"{es_url}/{index}/_count", api_key=API_KEY)
+    check("dry run indexes nothing", search.get("count") == 32, search)
 
     ssm.delete_parameter(Name=f"{PREFIX}/images")
-    code, out, err = invoke(lambda_port, events / "scheduled.json")
+    code, out, err = invoke(lambda_port, scheduled)
     check("a missing parameter fails the invocation, named in full",
           code != 0 and f"{PREFIX}/images" in out + err, (code, out, err))
     put("images", "httpd,library/mysql\nradoondas/*", "StringList")
@@ -237,23 +288,23 @@ def run(workdir: Path) -> int:
           setup.get("pipeline") is None and setup["index_template"]["result"] == "created", setup)
     status, template = http("GET", f"{osmem_url}/_index_template/docker-pulls")
     check("osmem holds the index template", status == 200, template)
-    first = invoke_json(lambda_port, events / "scheduled.json")
+    first = invoke_json(lambda_port, scheduled)
     check("scheduled event indexes 8 repositories into osmem", first.get("indexed") == 8, first)
-    retry = invoke_json(lambda_port, events / "scheduled.json")
+    retry = invoke_json(lambda_port, scheduled)
     check("a retried event duplicates nothing in osmem", retry.get("already_indexed") == 8, retry)
-    http("POST", f"{osmem_url}/{INDEX}/_refresh")
-    status, search = http("POST", f"{osmem_url}/{INDEX}/_search", {"size": 100, "query": {"match_all": {}}})
+    http("POST", f"{osmem_url}/{index}/_refresh")
+    status, search = http("POST", f"{osmem_url}/{index}/_search", {"size": 100, "query": {"match_all": {}}})
     hits = search.get("hits", {}).get("hits", []) if isinstance(search, dict) else []
     check("osmem _search finds 8 documents", len(hits) == 8, search)
-    httpd = next((h for h in hits if h.get("_id") == "library/httpd@2026-11-27T18:35:00Z"), {})
-    status, mapping = http("GET", f"{osmem_url}/{INDEX}/_mapping")
-    hub_fields = (mapping.get(INDEX, {}).get("mappings", {}).get("properties", {}).get("http", {})
+    httpd = next((h for h in hits if h.get("_id") == f"library/httpd@{stamp}"), {})
+    status, mapping = http("GET", f"{osmem_url}/{index}/_mapping")
+    hub_fields = (mapping.get(index, {}).get("mappings", {}).get("properties", {}).get("http", {})
                   .get("properties", {}).get("docker_hub", {}).get("properties", {})) if isinstance(mapping, dict) else {}
     check("the index got the template's mapping",
           hub_fields.get("pull_count", {}).get("type") == "long"
           and hub_fields.get("name", {}).get("type") == "keyword", mapping)
     check("documents are exactly the contract's shape", httpd.get("_source") == {
-        "@timestamp": "2026-11-27T18:35:00Z",
+        "@timestamp": stamp,
         "http": {"docker_hub": {"namespace": "library", "name": "httpd", "pull_count": 4871203345,
                                 "star_count": 4812, "collaborator_count": 0}}}, httpd)
     # With the default pipeline named, osmem (no pipelines) must still get everything.
