@@ -334,7 +334,12 @@ fn credentials_problem(causes: &[String]) -> Option<Problem> {
         .iter()
         .position(|c| c.starts_with(NOT_LOADED) || FAILED.iter().any(|f| c.starts_with(f)))?;
     let first = &causes[position];
-    if first.starts_with(NOT_LOADED) || mentions(causes, "no credentials found in chain") {
+    // The default chain ends with instance metadata (IMDS); off EC2, its
+    // failure only means that no other source had credentials either.
+    if first.starts_with(NOT_LOADED)
+        || mentions(causes, "no credentials found in chain")
+        || mentions(&causes[position + 1..], "imds")
+    {
         return Some(Problem::NoCredentials);
     }
     Some(Problem::CredentialsNotLoaded {
@@ -477,6 +482,15 @@ mod tests {
             }
         );
         assert!(describe(&problem, &call()).contains("aws sso login"));
+        // The last source of the default chain failing is no credentials
+        // anywhere, as a machine off EC2 sees it.
+        let imds = causes(&[
+            "dispatch failure",
+            "other",
+            "an error occurred while loading credentials",
+            "request forbidden: IMDS is disabled or the caller has insufficient permissions.",
+        ]);
+        assert_eq!(credentials_problem(&imds), Some(Problem::NoCredentials));
         assert_eq!(
             credentials_problem(&causes(&["io error", "dns error"])),
             None
