@@ -304,6 +304,37 @@ async fn an_unreachable_ssm_names_the_endpoint_and_its_variable() {
 }
 
 #[tokio::test]
+async fn a_silent_ssm_times_out_with_what_to_check() {
+    let _env = AwsEnv::clean();
+    // Connections are accepted (by the kernel's backlog) and never answered,
+    // as behind a firewall that drops the traffic of a function in a VPC.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(test_credentials())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&url)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(std::time::Duration::from_millis(300))
+                .build(),
+        )
+        .load()
+        .await;
+
+    let error = ssm_settings(&config).load(Needs::ALL).await.unwrap_err();
+    let message = error.to_string();
+    assert_eq!(
+        message,
+        "could not read SSM parameters under /docker-pulls: SSM in us-east-1 did not answer in \
+         time; check that this machine can reach AWS (a Lambda function in a VPC needs a NAT \
+         gateway or a VPC endpoint for SSM)"
+    );
+    assert_readable(&message);
+    drop(listener);
+}
+
+#[tokio::test]
 async fn an_elasticsearch_url_with_a_bad_scheme_names_the_parameter() {
     let parameters: BTreeMap<String, String> = [
         ("images", "httpd"),
