@@ -275,9 +275,14 @@ impl ParameterStore for SsmParameterStore {
             .send();
         let mut parameters = BTreeMap::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| Error::Ssm {
-                prefix: prefix.to_owned(),
-                message: aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+            let page = page.map_err(|error| {
+                let region = self.client.config().region().map(|r| r.as_ref());
+                let call =
+                    crate::aws_error::AwsCall::ssm("ssm:GetParametersByPath", prefix, region);
+                Error::Ssm {
+                    prefix: prefix.to_owned(),
+                    message: crate::aws_error::explain(&error, &call),
+                }
             })?;
             for parameter in page.parameters() {
                 let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {

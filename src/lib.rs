@@ -17,8 +17,10 @@
 //! - [`local`]: the one-shot command-line mode
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
+//! - [`aws_error`]: AWS SDK errors (SSM, S3) in words a person can act on
 //! - [`error`]: what fails an invocation
 
+pub mod aws_error;
 pub mod bulk;
 pub mod config;
 pub mod delivery;
