@@ -147,15 +147,29 @@ impl S3Spool {
         }
     }
 
-    fn error<E>(&self, operation: &'static str, key: &str, error: E) -> SpoolError
+    fn location_of(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// An SDK error in one or two sentences that say what to do (see
+    /// [`crate::aws_error`]); the full chain goes to the debug log.
+    fn sdk_error<E, R>(
+        &self,
+        operation: &'static str,
+        action: &'static str,
+        key: &str,
+        error: &aws_sdk_s3::error::SdkError<E, R>,
+    ) -> SpoolError
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
     {
-        let message = aws_sdk_s3::error::DisplayErrorContext(&error).to_string();
+        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
+        let call = crate::aws_error::AwsCall::s3(action, &self.bucket, key, region.as_deref());
         SpoolError {
             operation,
-            location: format!("s3://{}/{key}", self.bucket),
-            message,
+            location: self.location_of(key),
+            message: crate::aws_error::explain(error, &call),
         }
     }
 }
@@ -175,7 +189,7 @@ impl SpoolStore for S3Spool {
                 .body(body.into())
                 .send()
                 .await
-                .map_err(|e| self.error("writing", key, e))?;
+                .map_err(|e| self.sdk_error("writing", "s3:PutObject", key, &e))?;
             Ok(())
         })
     }
@@ -194,13 +208,15 @@ impl SpoolStore for S3Spool {
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                     return Ok(None);
                 }
-                Err(error) => return Err(self.error("reading", key, error)),
+                Err(error) => {
+                    return Err(self.sdk_error("reading", "s3:GetObject", key, &error));
+                }
             };
-            let bytes = output
-                .body
-                .collect()
-                .await
-                .map_err(|e| self.error("reading", key, e))?;
+            let bytes = output.body.collect().await.map_err(|e| SpoolError {
+                operation: "reading",
+                location: self.location_of(key),
+                message: e.to_string(),
+            })?;
             Ok(Some(bytes.to_vec()))
         })
     }
@@ -213,7 +229,7 @@ impl SpoolStore for S3Spool {
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| self.error("deleting", key, e))?;
+                .map_err(|e| self.sdk_error("deleting", "s3:DeleteObject", key, &e))?;
             Ok(())
         })
     }
@@ -231,7 +247,8 @@ impl SpoolStore for S3Spool {
                 .send();
             let mut keys = Vec::new();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| self.error("listing", PREFIX, e))?;
+                let page =
+                    page.map_err(|e| self.sdk_error("listing", "s3:ListBucket", PREFIX, &e))?;
                 keys.extend(
                     page.contents()
                         .iter()
