@@ -102,6 +102,31 @@ pub struct HubCredentials {
     pub token: Secret,
 }
 
+/// Where a run takes Docker Hub counts from (`dockerhub/namespace_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NamespaceCounts {
+    /// One request per repository: the contract's five-field documents.
+    #[default]
+    Details,
+    /// Namespace listing pages (100 repositories a request) wherever they
+    /// cost fewer requests than per-repository fetches; documents built from
+    /// a listing carry no `collaborator_count`.
+    Listing,
+}
+
+impl NamespaceCounts {
+    /// The parameter's value: `details` or `listing`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "details" => Ok(Self::Details),
+            "listing" => Ok(Self::Listing),
+            other => Err(format!(
+                "{other:?} is neither `details` (the default) nor `listing`"
+            )),
+        }
+    }
+}
+
 /// Everything one run needs besides the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -112,6 +137,8 @@ pub struct Settings {
     /// unless it is a dry run.
     pub elasticsearch: Option<EsSettings>,
     pub hub_credentials: Option<HubCredentials>,
+    /// `dockerhub/namespace_counts`.
+    pub namespace_counts: NamespaceCounts,
 }
 
 /// Which settings this run cannot do without.
@@ -420,10 +447,21 @@ impl Settings {
             }
         };
 
+        let namespace_counts = match get("dockerhub/namespace_counts") {
+            None => NamespaceCounts::default(),
+            Some(value) => {
+                NamespaceCounts::parse(value).map_err(|reason| Error::InvalidParameter {
+                    name: full_name("dockerhub/namespace_counts"),
+                    reason,
+                })?
+            }
+        };
+
         Ok(Settings {
             images,
             elasticsearch,
             hub_credentials,
+            namespace_counts,
         })
     }
 }

@@ -20,6 +20,7 @@ use reqwest::{Method, Response, StatusCode, Url, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
@@ -89,6 +90,51 @@ pub enum FetchError {
     ListingTooLong { namespace: String, pages: usize },
 }
 
+pub use crate::config::NamespaceCounts;
+
+/// How one run spends its Docker Hub requests and its time.
+#[derive(Clone, Copy)]
+pub struct FetchPlan<'a> {
+    /// Successive runs start at a different place in the list (derived from
+    /// the run's time, so the function stays stateless).
+    pub rotation: u64,
+    /// Time to keep back for indexing `n` fetched documents: no new Hub
+    /// request starts when `deadline.remaining() <= reserve(n)`.
+    pub reserve: &'a (dyn Fn(usize) -> Duration + Send + Sync),
+    pub counts: NamespaceCounts,
+}
+
+fn no_reserve(_: usize) -> Duration {
+    Duration::ZERO
+}
+
+impl FetchPlan<'static> {
+    /// No rotation, no reserve, per-repository counts: for tests and tools
+    /// that only fetch.
+    pub fn unhurried() -> Self {
+        Self {
+            rotation: 0,
+            reserve: &no_reserve,
+            counts: NamespaceCounts::Details,
+        }
+    }
+}
+
+impl Default for FetchPlan<'static> {
+    fn default() -> Self {
+        Self::unhurried()
+    }
+}
+
+impl std::fmt::Debug for FetchPlan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchPlan")
+            .field("rotation", &self.rotation)
+            .field("counts", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What was asked for and what came of it.
 #[derive(Debug, Default)]
 pub struct FetchOutcome {
@@ -96,6 +142,14 @@ pub struct FetchOutcome {
     pub fetched: Vec<RepositoryStats>,
     /// `(image as requested, reason)`, for references and namespaces that failed.
     pub failed: Vec<(String, FetchError)>,
+    /// Repositories not fetched this run because the rate-limit budget or the
+    /// time (deadline minus reserve) could not pay for them: not failures.
+    pub deferred: Vec<String>,
+    /// Docker Hub requests made (token exchange, listing pages,
+    /// repositories; every attempt counts).
+    pub requests: usize,
+    /// 429 answers seen.
+    pub rate_limited: usize,
 }
 
 /// Shared by every request of a run: when the Hub says "not before T", nobody
@@ -121,6 +175,51 @@ impl RateLimitGate {
     }
 }
 
+/// Counters of one run, shared by every clone of its client.
+#[derive(Debug, Default)]
+struct RunCounters {
+    requests: AtomicUsize,
+    rate_limited: AtomicUsize,
+}
+
+/// When a run may still start a request: not once the deadline is within
+/// the reserve kept for indexing what was fetched.
+struct Pace<'a> {
+    deadline: Deadline,
+    reserve: &'a (dyn Fn(usize) -> Duration + Send + Sync),
+    fetched: AtomicUsize,
+}
+
+impl<'a> Pace<'a> {
+    fn new(deadline: Deadline, reserve: &'a (dyn Fn(usize) -> Duration + Send + Sync)) -> Self {
+        Self {
+            deadline,
+            reserve,
+            fetched: AtomicUsize::new(0),
+        }
+    }
+
+    /// Time left before the reserve.
+    fn available(&self) -> Duration {
+        let reserve = (self.reserve)(self.fetched.load(Ordering::SeqCst));
+        self.deadline.remaining().saturating_sub(reserve)
+    }
+}
+
+/// Why a request ended without an answer to use.
+enum Stop {
+    Failed(FetchError),
+    /// Not started (or not retried) because the time or the rate-limit
+    /// budget could not pay for it.
+    Deferred,
+}
+
+impl From<FetchError> for Stop {
+    fn from(error: FetchError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
 /// One attempt's result, as the retry loop sees it.
 enum Attempt<T> {
     Done(T),
@@ -142,6 +241,7 @@ pub struct HubClient {
     /// pages, repositories and the token exchange alike).
     permits: Arc<Semaphore>,
     bearer: Option<Arc<Secret>>,
+    counters: Arc<RunCounters>,
 }
 
 /// What the listings (and the explicit references) hand to the fetcher.
@@ -151,8 +251,8 @@ enum Found {
     /// A listing named something that is not a repository name: it is
     /// reported, never put into a URL.
     InvalidName(String),
-    /// Listing `i` failed part-way; it is reported as failed.
-    ListingFailed(usize, FetchError),
+    /// Listing `i` failed (or was deferred) part-way; it is reported.
+    ListingFailed(usize, Stop),
 }
 
 impl Found {
@@ -207,6 +307,7 @@ impl HubClient {
             gate: Arc::new(RateLimitGate::default()),
             permits: Arc::new(Semaphore::new(concurrency)),
             bearer: None,
+            counters: Arc::default(),
         })
     }
 
@@ -221,6 +322,7 @@ impl HubClient {
             gate: Arc::new(RateLimitGate::default()),
             permits: Arc::new(Semaphore::new(self.options.concurrency)),
             bearer: None,
+            counters: Arc::default(),
             ..self.clone()
         };
         if let Some(credentials) = credentials {
@@ -229,9 +331,16 @@ impl HubClient {
                 "identifier": credentials.username,
                 "secret": credentials.token.expose(),
             });
+            let pace = Pace::new(deadline, &no_reserve);
             let token: AccessToken = client
-                .request_json(Method::POST, url, Some(&body), 64 * 1024, deadline)
-                .await?;
+                .request_json(Method::POST, url, Some(&body), 64 * 1024, &pace)
+                .await
+                .map_err(|stop| match stop {
+                    Stop::Failed(error) => error,
+                    Stop::Deferred => {
+                        FetchError::OutOfTime("no time left for the token exchange".into())
+                    }
+                })?;
             client.bearer = Some(Arc::new(Secret::new(token.access_token)));
         }
         Ok(client)
@@ -246,8 +355,11 @@ impl HubClient {
     pub async fn fetch_all(
         &self,
         specs: &[(String, ImageSpec)],
+        plan: &FetchPlan<'_>,
         deadline: Deadline,
     ) -> FetchOutcome {
+        let pace = Pace::new(deadline, plan.reserve);
+        let pace = &pace;
         let mut explicit = BTreeSet::new();
         let mut namespaces = Vec::new();
         for (reference, spec) in specs {
@@ -274,14 +386,14 @@ impl HubClient {
                     let found = found.clone();
                     async move {
                         let listed = self
-                            .list_namespace_pages(namespace, deadline, |names| {
+                            .list_namespace_pages(namespace, pace, |names| {
                                 for name in names {
                                     let _ = found.send(Found::listed(namespace, name));
                                 }
                             })
                             .await;
-                        if let Err(error) = listed {
-                            let _ = found.send(Found::ListingFailed(index, error));
+                        if let Err(stop) = listed {
+                            let _ = found.send(Found::ListingFailed(index, stop));
                         }
                     }
                 })
@@ -289,7 +401,9 @@ impl HubClient {
         };
 
         let mut seen = BTreeSet::new();
-        let mut failed_listings: Vec<Option<FetchError>> = vec![None; namespaces.len()];
+        let mut failed_listings: Vec<Option<Stop>> = std::iter::repeat_with(|| None)
+            .take(namespaces.len())
+            .collect();
         let mut invalid_names = Vec::new();
         let fetch = stream::unfold(arrivals, |mut arrivals| async move {
             arrivals.recv().await.map(|found| (found, arrivals))
@@ -311,7 +425,10 @@ impl HubClient {
             std::future::ready(next)
         })
         .map(|repository| async move {
-            let result = self.fetch_repository(&repository, deadline).await;
+            let result = self.fetch_repository(&repository, pace).await;
+            if result.is_ok() {
+                pace.fetched.fetch_add(1, Ordering::SeqCst);
+            }
             (repository, result)
         })
         .buffer_unordered(self.options.concurrency)
@@ -319,11 +436,15 @@ impl HubClient {
         let ((), results) = futures_util::future::join(list, fetch).await;
 
         let mut outcome = FetchOutcome::default();
-        for (index, error) in failed_listings.into_iter().enumerate() {
-            if let Some(error) = error {
-                let reference = namespaces[index].0;
-                tracing::warn!(image = %reference, %error, "namespace listing failed");
-                outcome.failed.push((reference.clone(), error));
+        for (index, stop) in failed_listings.into_iter().enumerate() {
+            let reference = namespaces[index].0;
+            match stop {
+                None => {}
+                Some(Stop::Failed(error)) => {
+                    tracing::warn!(image = %reference, %error, "namespace listing failed");
+                    outcome.failed.push((reference.clone(), error));
+                }
+                Some(Stop::Deferred) => outcome.deferred.push(reference.clone()),
             }
         }
         for reference in invalid_names {
@@ -335,12 +456,22 @@ impl HubClient {
         for (repository, result) in results {
             match result {
                 Ok(stats) => outcome.fetched.push(stats),
-                Err(error) => {
+                Err(Stop::Failed(error)) => {
                     tracing::warn!(image = %repository, %error, "image not fetched");
                     outcome.failed.push((repository.to_string(), error));
                 }
+                Err(Stop::Deferred) => outcome.deferred.push(repository.to_string()),
             }
         }
+        if !outcome.deferred.is_empty() {
+            tracing::info!(
+                deferred = outcome.deferred.len(),
+                "repositories deferred to a later run (rate limit or time)"
+            );
+        }
+        outcome.deferred.sort();
+        outcome.requests = self.counters.requests.load(Ordering::SeqCst);
+        outcome.rate_limited = self.counters.rate_limited.load(Ordering::SeqCst);
         outcome
             .fetched
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -349,11 +480,11 @@ impl HubClient {
     }
 
     /// `GET /v2/namespaces/{ns}/repositories/{name}`.
-    pub async fn fetch_repository(
+    async fn fetch_repository(
         &self,
         repository: &Repository,
-        deadline: Deadline,
-    ) -> Result<RepositoryStats, FetchError> {
+        pace: &Pace<'_>,
+    ) -> Result<RepositoryStats, Stop> {
         let url = self.url(&format!(
             "v2/namespaces/{}/repositories/{}",
             repository.namespace, repository.name
@@ -364,7 +495,7 @@ impl HubClient {
                 url,
                 None,
                 self.options.max_repository_body,
-                deadline,
+                pace,
             )
             .await?;
         tracing::debug!(image = %repository, pulls = stats.pull_count, "fetched");
@@ -378,24 +509,24 @@ impl HubClient {
     async fn list_namespace_pages(
         &self,
         namespace: &str,
-        deadline: Deadline,
+        pace: &Pace<'_>,
         mut on_page: impl FnMut(Vec<String>),
-    ) -> Result<(), FetchError> {
+    ) -> Result<(), Stop> {
         let mut url = self.url(&format!(
             "v2/namespaces/{namespace}/repositories?page_size=100"
         ))?;
         let mut seen = HashSet::new();
         loop {
             if !seen.insert(url.as_str().to_owned()) {
-                return Err(FetchError::ListingLoop {
+                return Err(Stop::Failed(FetchError::ListingLoop {
                     namespace: namespace.to_owned(),
-                });
+                }));
             }
             if seen.len() > self.options.max_listing_pages {
-                return Err(FetchError::ListingTooLong {
+                return Err(Stop::Failed(FetchError::ListingTooLong {
                     namespace: namespace.to_owned(),
                     pages: self.options.max_listing_pages,
-                });
+                }));
             }
             let page: ListingPage = self
                 .request_json(
@@ -403,7 +534,7 @@ impl HubClient {
                     url.clone(),
                     None,
                     self.options.max_listing_body,
-                    deadline,
+                    pace,
                 )
                 .await?;
             on_page(page.results.into_iter().map(|r| r.name).collect());
@@ -433,33 +564,44 @@ impl HubClient {
     }
 
     /// One request with retries, decoded as `T`.
+    ///
+    /// No attempt starts once the time before the pace's reserve is gone,
+    /// and an attempt's timeout ends there: what cannot be asked in time is
+    /// deferred (so is a repository still rate limited at that point), while
+    /// one whose retries ran out of time after real failures (5xx, timeouts)
+    /// failed.
     async fn request_json<T: DeserializeOwned>(
         &self,
         method: Method,
         url: Url,
         body: Option<&serde_json::Value>,
         max_body: usize,
-        deadline: Deadline,
-    ) -> Result<T, FetchError> {
+        pace: &Pace<'_>,
+    ) -> Result<T, Stop> {
+        const MIN_ATTEMPT: Duration = Duration::from_millis(50);
         let options = &self.options;
         let mut attempt = 0;
+        let mut last: Option<FetchError> = None;
+        // Out of time: deferred unless the Hub itself kept failing.
+        let out_of_time = |last: Option<FetchError>| match last {
+            None | Some(FetchError::RateLimited { .. }) => Stop::Deferred,
+            Some(error) => Stop::Failed(FetchError::OutOfTime(error.to_string())),
+        };
         loop {
             attempt += 1;
             // Held for the attempt (request and body), released for backoff.
             let permit = self.permits.acquire().await;
             if let Some(wait) = self.gate.wait() {
-                if !deadline.allows(wait, Duration::from_millis(100)) {
-                    return Err(FetchError::OutOfTime(format!(
-                        "rate limited for another {}s",
-                        wait.as_secs()
-                    )));
+                if wait + MIN_ATTEMPT >= pace.available() {
+                    return Err(Stop::Deferred);
                 }
                 tokio::time::sleep(wait).await;
             }
-            let timeout = deadline.timeout(options.request_timeout);
-            if timeout < Duration::from_millis(50) {
-                return Err(FetchError::OutOfTime("no time left for a request".into()));
+            let available = pace.available();
+            if available < MIN_ATTEMPT {
+                return Err(out_of_time(last));
             }
+            let timeout = options.request_timeout.min(available);
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -476,6 +618,7 @@ impl HubClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
+            self.counters.requests.fetch_add(1, Ordering::SeqCst);
             let result = match request.send().await {
                 Ok(response) => self.answer(response, max_body, attempt).await,
                 Err(error) => transport_error(&error, attempt),
@@ -488,21 +631,28 @@ impl HubClient {
             drop(permit);
             let (error, wait) = match result {
                 Attempt::Done(bytes) => {
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|e| FetchError::InvalidBody(describe_json_error(&e, &bytes)));
+                    return serde_json::from_slice(&bytes).map_err(|e| {
+                        Stop::Failed(FetchError::InvalidBody(describe_json_error(&e, &bytes)))
+                    });
                 }
-                Attempt::Fatal(error) => return Err(error),
+                Attempt::Fatal(error) => return Err(Stop::Failed(error)),
+                // Cut short by the reserve, not by the Hub: no time for it.
+                Attempt::Retry {
+                    error: FetchError::Timeout { .. },
+                    ..
+                } if timeout < options.request_timeout => return Err(out_of_time(last)),
                 Attempt::Retry { error, wait } => (error, wait),
             };
             if attempt >= options.max_attempts {
-                return Err(error);
+                return Err(Stop::Failed(error));
             }
             let wait = wait.unwrap_or_else(|| {
                 retry::backoff(attempt, options.backoff_base, options.backoff_cap)
             });
-            if !deadline.allows(wait, Duration::from_millis(100)) {
-                return Err(FetchError::OutOfTime(error.to_string()));
+            if wait + MIN_ATTEMPT >= pace.available() {
+                return Err(out_of_time(Some(error)));
             }
+            last = Some(error);
             tokio::time::sleep(wait).await;
         }
     }
@@ -533,6 +683,7 @@ impl HubClient {
                 Attempt::Fatal(FetchError::Unauthorized(status.as_u16()))
             }
             StatusCode::TOO_MANY_REQUESTS => {
+                self.counters.rate_limited.fetch_add(1, Ordering::SeqCst);
                 let wait = header("retry-after")
                     .and_then(|v| retry::parse_retry_after(v, now))
                     .or(reset);

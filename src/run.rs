@@ -245,7 +245,9 @@ impl<S: SettingsSource> Job<S> {
                     .unwrap_or_default(),
                 reason: error.to_string(),
             })?;
-        let outcome = hub.fetch_all(&specs, deadline).await;
+        let outcome = hub
+            .fetch_all(&specs, &crate::hub::FetchPlan::default(), deadline)
+            .await;
         failed.extend(outcome.failed.into_iter().map(|(image, error)| Failure {
             image,
             reason: error.to_string(),

@@ -49,6 +49,7 @@ pub fn settings(images: &[&str], es_url: Option<&str>) -> Settings {
             pipeline: Some("docker-hub-pulls".into()),
         }),
         hub_credentials: None,
+        namespace_counts: Default::default(),
     }
 }
 
