@@ -363,8 +363,7 @@ impl Settings {
         if needs.images && images.is_empty() {
             return Err(Error::MissingParameter {
                 name: full_name("images"),
-                hint: "a list of image references such as `httpd, radoondas/*` \
-                       (or several, as parameters under images/)",
+                hint: "a list of image references such as `httpd, radoondas/*`",
             });
         }
 
