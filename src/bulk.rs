@@ -752,7 +752,7 @@ mod tests {
                 name: name.into(),
                 pull_count: pulls,
                 star_count: 3,
-                collaborator_count: 0,
+                collaborator_count: Some(0),
             },
         }
     }

@@ -102,16 +102,48 @@ pub struct HubCredentials {
     pub token: Secret,
 }
 
+/// Where a run takes Docker Hub counts from (`dockerhub/namespace_counts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NamespaceCounts {
+    /// One request per repository: the contract's five-field documents.
+    #[default]
+    Details,
+    /// Namespace listing pages (100 repositories a request) wherever they
+    /// cost fewer requests than per-repository fetches; documents built from
+    /// a listing carry no `collaborator_count`.
+    Listing,
+}
+
+impl NamespaceCounts {
+    /// The parameter's value: `details` or `listing`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "details" => Ok(Self::Details),
+            "listing" => Ok(Self::Listing),
+            other => Err(format!(
+                "{other:?} is neither `details` (the default) nor `listing`"
+            )),
+        }
+    }
+}
+
 /// Everything one run needs besides the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// The raw image references (parsed later, so bad ones are reported per
-    /// entry instead of failing the run).
+    /// entry instead of failing the run): from SSM, `images` then every
+    /// parameter under `images/` in name order, each reference once.
     pub images: Vec<String>,
+    /// The full SSM parameter each reference of `images` first came from,
+    /// so an invalid one can be traced to where it is written. Empty when
+    /// the references did not come from SSM.
+    pub image_sources: BTreeMap<String, String>,
     /// `None` only when no Elasticsearch is configured; the run then fails
     /// unless it is a dry run.
     pub elasticsearch: Option<EsSettings>,
     pub hub_credentials: Option<HubCredentials>,
+    /// `dockerhub/namespace_counts`.
+    pub namespace_counts: NamespaceCounts,
 }
 
 /// Which settings this run cannot do without.
@@ -313,13 +345,26 @@ impl Settings {
                 .filter(|v| !v.is_empty())
         };
 
-        let images: Vec<String> = get("images")
-            .map(|list| {
-                crate::image_ref::split_list(list)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        // `images`, then `images/<any name>` in name order (the map's): a
+        // list too long for one SSM value is split over several.
+        let mut images = Vec::new();
+        let mut image_sources = BTreeMap::new();
+        let lists = parameters
+            .iter()
+            .filter(|(key, _)| *key == "images" || key.starts_with("images/"));
+        for (key, list) in lists {
+            for reference in crate::image_ref::split_list(list) {
+                if !image_sources.contains_key(reference) {
+                    image_sources.insert(reference.to_owned(), full_name(key));
+                    images.push(reference.to_owned());
+                }
+            }
+        }
+        // Sources are SSM parameter names; local mode presents its flags as
+        // parameters of a prefix that is not one.
+        if !prefix.starts_with('/') {
+            image_sources.clear();
+        }
         if needs.images && images.is_empty() {
             return Err(Error::MissingParameter {
                 name: full_name("images"),
@@ -432,12 +477,57 @@ impl Settings {
             }
         };
 
+        let namespace_counts = match get("dockerhub/namespace_counts") {
+            None => NamespaceCounts::default(),
+            Some(value) => {
+                NamespaceCounts::parse(value).map_err(|reason| Error::InvalidParameter {
+                    name: full_name("dockerhub/namespace_counts"),
+                    reason,
+                })?
+            }
+        };
+
         Ok(Settings {
             images,
+            image_sources,
             elasticsearch,
             hub_credentials,
+            namespace_counts,
         })
     }
+}
+
+impl Settings {
+    /// Parses image references (this run's: the SSM list, or the event's):
+    /// the valid ones with their spec, and for each invalid one the reason,
+    /// which names the SSM parameter it came from.
+    pub fn parse_images(&self, references: &[String]) -> ParsedImages {
+        let mut parsed = ParsedImages::default();
+        for reference in references {
+            match crate::image_ref::parse(reference) {
+                Ok(spec) => parsed.specs.push((reference.clone(), spec)),
+                Err(error) => {
+                    let reason = match self.image_sources.get(reference) {
+                        Some(parameter) => {
+                            format!("invalid reference (in {parameter}): {error}")
+                        }
+                        None => format!("invalid reference: {error}"),
+                    };
+                    parsed.invalid.push((reference.clone(), reason));
+                }
+            }
+        }
+        parsed
+    }
+}
+
+/// Image references sorted into those to fetch and those that cannot be.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ParsedImages {
+    /// `(reference as written, what it asks for)`.
+    pub specs: Vec<(String, crate::image_ref::ImageSpec)>,
+    /// `(reference as written, reason)`, for the run's `failed` list.
+    pub invalid: Vec<(String, String)>,
 }
 
 /// Decodes an Elastic Cloud ID (`label:base64(host[:port]$es_uuid$kibana_uuid)`)
@@ -856,6 +946,111 @@ mod tests {
         assert!(
             err.to_string().contains("/docker-pulls/elasticsearch/url"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn image_lists_under_images_are_merged_in_order_without_duplicates() {
+        let s = settings(&[
+            ("images/team-b", "acme/b1\nhttpd"),
+            ("images", "httpd, library/mysql"),
+            ("images/team-a", "acme/a1, library/mysql, acme/a2"),
+            ("images/team-a/nested", "acme/deep"),
+            ("images-old", "acme/ignored"),
+            ("elasticsearch/url", "https://es"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.images,
+            [
+                "httpd",
+                "library/mysql",
+                "acme/a1",
+                "acme/a2",
+                "acme/deep",
+                "acme/b1"
+            ]
+        );
+        assert_eq!(s.image_sources["library/mysql"], "/docker-pulls/images");
+        assert_eq!(
+            s.image_sources["acme/deep"],
+            "/docker-pulls/images/team-a/nested"
+        );
+        // `images` itself may be absent.
+        let s = settings(&[
+            ("images/only", "httpd"),
+            ("elasticsearch/url", "https://es"),
+        ])
+        .expect("valid");
+        assert_eq!(s.images, ["httpd"]);
+    }
+
+    #[test]
+    fn an_invalid_reference_names_its_parameter() {
+        let s = settings(&[
+            ("images", "httpd"),
+            ("images/team-a", "acme/ok, Acme/Bad"),
+            ("elasticsearch/url", "https://es"),
+        ])
+        .expect("valid");
+        let parsed = s.parse_images(&s.images);
+        assert_eq!(
+            parsed
+                .specs
+                .iter()
+                .map(|(r, _)| r.as_str())
+                .collect::<Vec<_>>(),
+            ["httpd", "acme/ok"]
+        );
+        assert_eq!(
+            parsed.invalid,
+            [(
+                "Acme/Bad".to_owned(),
+                "invalid reference (in /docker-pulls/images/team-a): repository names must be lowercase"
+                    .to_owned()
+            )]
+        );
+        // References from the event carry no parameter.
+        let parsed = s.parse_images(&["a/b/c".to_owned()]);
+        assert_eq!(
+            parsed.invalid[0].1,
+            "invalid reference: too many path parts: Docker Hub repositories are `namespace/name`"
+        );
+        // Local mode's pseudo-prefix is no SSM parameter.
+        let local = Settings::from_parameters(
+            "(local)",
+            &params(&[("images", "Bad")]),
+            Needs {
+                images: true,
+                elasticsearch: false,
+            },
+        )
+        .expect("valid");
+        assert!(local.image_sources.is_empty());
+    }
+
+    #[test]
+    fn namespace_counts_is_details_listing_or_an_error_naming_the_parameter() {
+        let base = [("images", "httpd"), ("elasticsearch/url", "https://es")];
+        assert_eq!(
+            settings(&base).expect("valid").namespace_counts,
+            NamespaceCounts::Details
+        );
+        for (value, expected) in [
+            ("details", NamespaceCounts::Details),
+            (" listing\n", NamespaceCounts::Listing),
+        ] {
+            let mut pairs = base.to_vec();
+            pairs.push(("dockerhub/namespace_counts", value));
+            assert_eq!(settings(&pairs).expect("valid").namespace_counts, expected);
+        }
+        let mut pairs = base.to_vec();
+        pairs.push(("dockerhub/namespace_counts", "Listing"));
+        let err = settings(&pairs).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid SSM parameter /docker-pulls/dockerhub/namespace_counts: \"Listing\" is neither `details` (the default) nor `listing`"
         );
     }
 

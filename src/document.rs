@@ -90,9 +90,12 @@ pub struct RepositoryStats {
     pub pull_count: u64,
     #[serde(deserialize_with = "count")]
     pub star_count: u64,
-    /// Absent from some Hub answers (listings); zero is what the Hub shows then.
-    #[serde(default, deserialize_with = "count")]
-    pub collaborator_count: u64,
+    /// `None` when the answer has none: namespace listings never carry it,
+    /// and a document built from one leaves the field out. (A repository
+    /// answer without it is taken as zero by the client, which is what the
+    /// Hub shows then.)
+    #[serde(default, deserialize_with = "optional_count")]
+    pub collaborator_count: Option<u64>,
 }
 
 /// A count as a non-negative integer. An integral float (`2.244658322e+09`,
@@ -115,6 +118,10 @@ fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
             "count {f} is not a non-negative integer"
         ))),
     }
+}
+
+fn optional_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    count(deserializer).map(Some)
 }
 
 /// One document, serialised exactly as the contract shows it.
@@ -154,7 +161,8 @@ impl Serialize for Document {
             name: &'a str,
             pull_count: u64,
             star_count: u64,
-            collaborator_count: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            collaborator_count: Option<u64>,
         }
         let stats = &self.stats;
         Wire {
@@ -244,10 +252,41 @@ mod tests {
     }
 
     #[test]
-    fn missing_collaborator_count_is_zero() {
-        let body = r#"{"namespace":"a","name":"b","pull_count":7,"star_count":1}"#;
+    fn a_document_without_collaborator_count_leaves_the_field_out() {
+        // A namespace listing's entry: counts, no collaborator_count.
+        let body =
+            r#"{"name":"b","namespace":"a","pull_count":7,"star_count":1,"is_private":false}"#;
         let stats: RepositoryStats = serde_json::from_str(body).expect("decodes");
-        assert_eq!(stats.collaborator_count, 0);
+        assert_eq!(stats.collaborator_count, None);
+        let text = serde_json::to_string(&Document {
+            timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
+            stats,
+        })
+        .expect("serialises");
+        assert_eq!(
+            text,
+            r#"{"@timestamp":"2026-11-27T18:35:00Z","http":{"docker_hub":{"namespace":"a","name":"b","pull_count":7,"star_count":1}}}"#
+        );
+        let null = r#"{"namespace":"a","name":"b","pull_count":7,"star_count":1,"collaborator_count":null}"#;
+        assert!(serde_json::from_str::<RepositoryStats>(null).is_err());
+    }
+
+    #[test]
+    fn the_details_document_is_the_contract_byte_for_byte() {
+        let document = Document {
+            timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
+            stats: RepositoryStats {
+                namespace: "library".into(),
+                name: "httpd".into(),
+                pull_count: 2244658322,
+                star_count: 3321,
+                collaborator_count: Some(0),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&document).expect("serialises"),
+            r#"{"@timestamp":"2026-11-27T18:35:00Z","http":{"docker_hub":{"namespace":"library","name":"httpd","pull_count":2244658322,"star_count":3321,"collaborator_count":0}}}"#
+        );
     }
 
     #[test]
@@ -301,7 +340,7 @@ mod tests {
                 name: "httpd".into(),
                 pull_count: 1,
                 star_count: 2,
-                collaborator_count: 0,
+                collaborator_count: Some(0),
             },
         };
         assert_eq!(document.id(), "library/httpd@2026-11-27T18:35:00Z");

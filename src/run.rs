@@ -9,7 +9,7 @@ use crate::config::{DEFAULT_INDEX_PREFIX, DEFAULT_MAX_EVENT_AGE, Needs, Settings
 use crate::delivery::{Deliverer, Delivery, IndexTiming};
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
-use crate::hub::HubClient;
+use crate::hub::{FetchPlan, HubClient};
 use crate::image_ref;
 use crate::retry::Deadline;
 use crate::setup;
@@ -19,6 +19,10 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The schedule's period: the rotation of the repository list moves on by
+/// one step per period.
+const ROTATION_PERIOD_SECS: u64 = 300;
 
 /// Time kept back from the Lambda deadline to log and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -186,6 +190,8 @@ pub struct Summary {
     /// could not pay for them. Not failures.
     pub deferred: usize,
     pub hub_requests: usize,
+    /// Docker Hub 429 answers seen.
+    pub hub_rate_limited: usize,
     pub bulk_requests: usize,
     /// Set when a late scheduled event's time was replaced by the fetch time.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,19 +305,12 @@ impl<S: SettingsSource> Job<S> {
         let index = index_name(prefix, &timestamp);
 
         let references = request.images.as_ref().unwrap_or(&settings.images);
+        let parsed = settings.parse_images(references);
+        let specs = parsed.specs;
         let mut failed = Vec::new();
-        let mut specs = Vec::with_capacity(references.len());
-        for reference in references {
-            match image_ref::parse(reference) {
-                Ok(spec) => specs.push((reference.clone(), spec)),
-                Err(error) => {
-                    tracing::warn!(image = %reference, %error, "invalid image reference");
-                    failed.push(Failure {
-                        image: reference.clone(),
-                        reason: format!("invalid reference: {error}"),
-                    });
-                }
-            }
+        for (image, reason) in parsed.invalid {
+            tracing::warn!(image = %image, %reason, "invalid image reference");
+            failed.push(Failure { image, reason });
         }
 
         let hub = self
@@ -340,15 +339,29 @@ impl<S: SettingsSource> Job<S> {
             }
             reserve
         };
-        let outcome = hub
-            .fetch_all(&specs, deadline.less(reserve(specs.len())))
-            .await;
+        let plan = FetchPlan {
+            // One step per schedule period: successive runs start the list
+            // at a different place, so deferrals rotate.
+            rotation: u64::try_from(timestamp.unix_seconds()).unwrap_or(0) / ROTATION_PERIOD_SECS,
+            reserve: &reserve,
+            counts: settings.namespace_counts,
+        };
+        let outcome = hub.fetch_all(&specs, &plan, deadline).await;
         failed.extend(outcome.failed.into_iter().map(|(image, error)| Failure {
             image,
             reason: error.to_string(),
         }));
         let fetched = outcome.fetched.len();
-        let deferred = 0;
+        let deferred = outcome.deferred.len();
+        if deferred > 0 {
+            tracing::info!(
+                deferred,
+                first = %outcome.deferred[0],
+                "repositories left for a later run (Docker Hub's rate limit or the time)"
+            );
+        }
+        // All deferred is not a failure: a later run fetches them, and this
+        // one still drains the spool.
         if outcome.fetched.is_empty() && deferred == 0 {
             let first = failed.first().map_or_else(
                 || "no repositories to fetch".to_owned(),
@@ -378,7 +391,8 @@ impl<S: SettingsSource> Job<S> {
             spool_backlog: 0,
             rejected: 0,
             deferred,
-            hub_requests: 0,
+            hub_requests: outcome.requests,
+            hub_rate_limited: outcome.rate_limited,
             bulk_requests: 0,
             late_event,
             elasticsearch_error: None,
@@ -435,6 +449,7 @@ fn log_summary(summary: &Summary, fetched: usize, started: Instant) {
         spool_backlog = summary.spool_backlog,
         rejected = summary.rejected,
         hub_requests = summary.hub_requests,
+        hub_rate_limited = summary.hub_rate_limited,
         bulk_requests = summary.bulk_requests,
         late_event = summary.late_event.is_some(),
         dry_run = summary.dry_run,

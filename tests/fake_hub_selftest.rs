@@ -11,7 +11,8 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use support::{
     fake_hub::{
-        FakeHub, Fault, HAP429_BODY, RateLimit, RequestKind, fixtures, unix_now, unused_local_url,
+        EDGE_RETRY_AFTER, FakeHub, Fault, HAP429_BODY, RateLimit, RequestKind, fixtures, unix_now,
+        unused_local_url,
     },
     moto::Moto,
 };
@@ -648,4 +649,203 @@ async fn moto_round_trips_parameters_with_decryption() {
         .await
         .unwrap();
     assert!(after.parameters.unwrap_or_default().is_empty());
+}
+
+#[tokio::test]
+async fn the_edge_and_api_429s_look_like_docker_hubs() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let path = FakeHub::repo_path("library", "httpd");
+    let reset = unix_now() + 42;
+    hub.push_fault(&path, Fault::too_many_requests());
+    hub.push_fault(&path, Fault::api_rate_limited(180, reset));
+    let http = client();
+    let url = repo_url(&hub, "library", "httpd");
+
+    let edge = http.get(&url).send().await.unwrap();
+    assert_eq!(edge.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(edge.headers()["content-type"], "text/plain");
+    assert_eq!(
+        edge.headers()["retry-after"],
+        EDGE_RETRY_AFTER.to_string().as_str()
+    );
+    assert_eq!(edge.headers()["connection"], "close");
+    assert!(edge.headers().get("x-ratelimit-limit").is_none());
+    assert_eq!(edge.text().await.unwrap(), "Too Many Requests (HAP429).\n");
+
+    let api = http.get(&url).send().await.unwrap();
+    assert_eq!(api.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(api.headers()["content-type"], "application/json");
+    let reset = reset.to_string();
+    assert_eq!(api.headers()["retry-after"], reset.as_str());
+    assert_eq!(api.headers()["x-ratelimit-reset"], reset.as_str());
+    assert_eq!(api.headers()["x-ratelimit-remaining"], "0");
+    assert!(api.json::<Value>().await.unwrap()["message"].is_string());
+}
+
+#[tokio::test]
+async fn a_request_limit_counts_fixed_windows_on_every_answer() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    hub.require_token("acme", "dckr_pat_x");
+    hub.limit_requests(3, Duration::from_secs(60));
+    let http = client();
+    let before = unix_now();
+    let token = http
+        .post(format!("{}/v2/auth/token", hub.url()))
+        .json(&json!({"identifier": "acme", "secret": "dckr_pat_x"}))
+        .send()
+        .await
+        .unwrap();
+    let missing = http
+        .get(repo_url(&hub, "acme", "missing"))
+        .send()
+        .await
+        .unwrap();
+    let ok = http
+        .get(repo_url(&hub, "library", "httpd"))
+        .send()
+        .await
+        .unwrap();
+    let refused = http
+        .get(repo_url(&hub, "library", "httpd"))
+        .send()
+        .await
+        .unwrap();
+    let remaining: Vec<&str> = [&token, &missing, &ok]
+        .iter()
+        .map(|r| r.headers()["x-ratelimit-remaining"].to_str().unwrap())
+        .collect();
+    assert_eq!(remaining, ["2", "1", "0"]);
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(ok.headers()["x-ratelimit-limit"], "3");
+    let reset: u64 = ok.headers()["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((before + 60..=before + 62).contains(&reset), "{reset}");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], reset.to_string().as_str());
+    assert_eq!(
+        refused.headers()["x-ratelimit-reset"],
+        reset.to_string().as_str()
+    );
+    assert_eq!(hub.rate_limited(), 1);
+    // A new window (the next scheduled run): the budget is whole again.
+    hub.next_window();
+    let again = http
+        .get(repo_url(&hub, "library", "httpd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["x-ratelimit-remaining"], "2");
+}
+
+#[tokio::test]
+async fn an_unknown_namespace_lists_empty_and_orderings_are_checked() {
+    let hub = FakeHub::start().await;
+    hub.add_private_repo("secretive", "app", 1, 1);
+    for namespace in ["nobody", "secretive"] {
+        let (status, page) = get_json(&format!(
+            "{}/v2/namespaces/{namespace}/repositories?page_size=100",
+            hub.url()
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            page,
+            json!({"count": 0, "next": null, "previous": null, "results": []})
+        );
+    }
+    let (status, _) = get_json(&format!(
+        "{}/v2/namespaces/secretive/repositories?ordering=stars",
+        hub.url()
+    ))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Every name a client reading `next` links from `first` sees.
+async fn read_listing(first: String) -> Vec<String> {
+    let mut url = Some(first);
+    let mut names = Vec::new();
+    while let Some(current) = url {
+        let (status, page) = get_json(&current).await;
+        assert_eq!(status, StatusCode::OK, "{current}");
+        for entry in page["results"].as_array().unwrap() {
+            names.push(entry["name"].as_str().unwrap().to_owned());
+        }
+        url = page["next"].as_str().map(str::to_owned);
+    }
+    names
+}
+
+#[tokio::test]
+async fn a_push_between_pages_moves_a_repository_in_the_default_order_only() {
+    let hub = FakeHub::start().await;
+    hub.add_synthetic_repos("bench", 250);
+    hub.push_after_page("bench", 1, "repo-00150");
+    let default_order = read_listing(format!(
+        "{}/v2/namespaces/bench/repositories?page_size=100",
+        hub.url()
+    ))
+    .await;
+    assert_eq!(default_order.len(), 250);
+    assert!(!default_order.contains(&"repo-00150".to_owned()));
+    assert_eq!(
+        default_order.iter().filter(|n| *n == "repo-00100").count(),
+        2
+    );
+
+    hub.push_after_page("bench", 1, "repo-00160");
+    let by_name = read_listing(format!(
+        "{}/v2/namespaces/bench/repositories?page_size=100&ordering=name",
+        hub.url()
+    ))
+    .await;
+    let expected: Vec<String> = (1..=250).map(|i| format!("repo-{i:05}")).collect();
+    assert_eq!(by_name, expected);
+}
+
+#[tokio::test]
+async fn next_links_can_be_relative_and_keep_the_ordering() {
+    let hub = FakeHub::start().await;
+    hub.add_synthetic_repos("bench", 150);
+    hub.set_relative_next(true);
+    let (_, page) = get_json(&format!(
+        "{}/v2/namespaces/bench/repositories?page_size=100&ordering=name",
+        hub.url()
+    ))
+    .await;
+    assert_eq!(
+        page["next"],
+        "/v2/namespaces/bench/repositories?page=2&page_size=100&ordering=name"
+    );
+}
+
+#[tokio::test]
+async fn tokens_expire_after_their_lifetime() {
+    let hub = FakeHub::start().await;
+    hub.add_private_repo("acme", "secret-app", 42, 1);
+    hub.require_token("acme", "dckr_pat_x");
+    hub.set_token_lifetime(Duration::from_millis(300));
+    let http = client();
+    let token: Value = http
+        .post(format!("{}/v2/auth/token", hub.url()))
+        .json(&json!({"identifier": "acme", "secret": "dckr_pat_x"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let url = repo_url(&hub, "acme", "secret-app");
+    let fresh = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stale = http.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
 }

@@ -5,6 +5,12 @@
 mod support;
 
 use docker_pulls::Error;
+use docker_pulls::config::{HubCredentials, Secret};
+use docker_pulls::document::RepositoryStats;
+use docker_pulls::hub::{
+    FetchError, FetchOutcome, FetchPlan, HubClient, HubOptions, NamespaceCounts,
+};
+use docker_pulls::image_ref::{self, ImageSpec};
 use docker_pulls::retry::Deadline;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -246,13 +252,44 @@ async fn rate_limit_retry_after_unix_time_is_honoured() {
 }
 
 #[tokio::test]
-async fn rate_limit_as_plain_text_without_headers_backs_off() {
+async fn a_bare_429_without_headers_backs_off() {
+    // Not Docker Hub's own answer (it always says when to come back), but
+    // a proxy in between may send it: a short backoff, then the retry.
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
-    hub.fault_repo("library", "httpd", Fault::too_many_requests());
+    hub.fault_repo("library", "httpd", Fault::bare_429());
     let summary = dry_run(&hub, &["httpd"]).await.expect("run succeeds");
     assert_eq!(repositories(&summary), ["library/httpd"]);
     assert_eq!(hub.count(&FakeHub::repo_path("library", "httpd")), 2);
+}
+
+#[tokio::test]
+async fn the_edges_429_holds_every_request_for_its_minute() {
+    // Changed with issue 11: this test expected a quick retry after the
+    // edge's plain-text 429, which the real edge forbids (`Retry-After: 60`,
+    // `Connection: close`). Within a short deadline nothing more is sent;
+    // both repositories are deferred to the next run, neither failed.
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    hub.fault_repo("library", "httpd", Fault::too_many_requests());
+    let started = Instant::now();
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["httpd", "mysql"],
+        &FetchPlan::unhurried(),
+        Deadline::after(Duration::from_secs(5)),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(outcome.fetched.is_empty(), "{:?}", outcome.fetched);
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.deferred, ["library/httpd", "library/mysql"]);
+    assert_eq!((outcome.requests, outcome.rate_limited), (1, 1));
+    assert_eq!(hub.total_requests(), 1);
 }
 
 #[tokio::test]
@@ -544,32 +581,559 @@ async fn private_repositories_with_a_personal_access_token() {
     );
 }
 
+/// A run's Hub phase alone, as the handler starts it: a client for the run
+/// (anonymous), then `fetch_all` over the parsed references.
+async fn fetch(
+    options: HubOptions,
+    images: &[&str],
+    plan: &FetchPlan<'_>,
+    deadline: Deadline,
+) -> FetchOutcome {
+    let specs: Vec<(String, ImageSpec)> = images
+        .iter()
+        .map(|image| ((*image).to_owned(), image_ref::parse(image).expect("valid")))
+        .collect();
+    let hub = harness::hub_client(options)
+        .for_run(None, deadline)
+        .await
+        .expect("anonymous client");
+    hub.fetch_all(&specs, plan, deadline).await
+}
+
+/// `failed` as a run reports it: image and reason.
+fn reasons(outcome: &FetchOutcome) -> Vec<(String, String)> {
+    outcome
+        .failed
+        .iter()
+        .map(|(image, error)| (image.clone(), error.to_string()))
+        .collect()
+}
+
+fn names(stats: &[RepositoryStats]) -> Vec<String> {
+    stats
+        .iter()
+        .map(|s| format!("{}/{}", s.namespace, s.name))
+        .collect()
+}
+
 #[tokio::test]
-async fn the_deadline_stops_waiting_and_reports_what_is_missing() {
+async fn the_deadline_stops_waiting_and_defers_what_is_still_rate_limited() {
+    // Changed with issue 11: a repository the rate limit keeps from being
+    // fetched before the deadline is deferred (not a failure), not failed
+    // with "stopped before the invocation deadline".
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
     hub.fault_repo("library", "httpd", Fault::retry_after(60));
     let started = Instant::now();
-    let summary = dry_run_with(
-        Some(&hub),
+    let outcome = fetch(
         harness::quick_hub_options(hub.url()),
         &["httpd", "mysql"],
+        &FetchPlan::unhurried(),
         Deadline::after(Duration::from_secs(3)),
     )
-    .await
-    .expect("run succeeds");
+    .await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(repositories(&summary), ["library/mysql"]);
-    let failed = failed(&summary);
-    assert_eq!(failed[0].0, "library/httpd");
+    // The first request tells the budget; its 429 holds the other one too
+    // (the limit is the client's, not the repository's).
+    assert!(outcome.fetched.is_empty(), "{:?}", outcome.fetched);
+    assert_eq!(outcome.deferred, ["library/httpd", "library/mysql"]);
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.rate_limited, 1);
+    assert_eq!(outcome.requests, 1);
+    assert_eq!(hub.total_requests(), 1);
+}
+
+// ---- issue 11: the request budget, the reserve, listing mode -----------
+
+/// `rotation` as the handler derives it: the run's Unix time in 5-minute
+/// steps (the schedule), so consecutive runs have consecutive values.
+fn rotation_of(unix: u64) -> u64 {
+    unix / 300
+}
+
+#[tokio::test]
+async fn three_runs_under_a_limit_admitting_a_third_cover_every_repository() {
+    const REPOSITORIES: usize = 30;
+    const LIMIT: u32 = 10;
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("bench", REPOSITORIES);
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    // A minute-long window, as Docker Hub's: each run (5 minutes apart)
+    // starts in a fresh one and cannot wait for the next.
+    hub.limit_requests(LIMIT, Duration::from_secs(60));
+    let mut options = harness::quick_hub_options(hub.url());
+    options.concurrency = 4;
+    // The limit this Hub announces (the default, 180, is Docker Hub's).
+    options.expected_rate_limit = u64::from(LIMIT);
+    // One client for the three runs, as one Lambda container keeps it.
+    let client = harness::hub_client(options);
+    let specs: Vec<(String, ImageSpec)> = images
+        .iter()
+        .map(|image| ((*image).to_owned(), image_ref::parse(image).expect("valid")))
+        .collect();
+
+    let first_run = 1_764_268_500;
+    let mut covered = std::collections::BTreeSet::new();
+    for run in 0..3 {
+        hub.next_window();
+        let budget = Duration::from_secs(5);
+        let deadline = Deadline::after(budget);
+        let started = Instant::now();
+        let plan = FetchPlan {
+            rotation: rotation_of(first_run + 300 * run),
+            ..FetchPlan::unhurried()
+        };
+        let outcome = client
+            .for_run(None, deadline)
+            .await
+            .expect("client")
+            .fetch_all(&specs, &plan, deadline)
+            .await;
+        assert!(
+            started.elapsed() < budget,
+            "run {run}: {:?}",
+            started.elapsed()
+        );
+        assert!(outcome.failed.is_empty(), "run {run}: {:?}", outcome.failed);
+        assert_eq!(outcome.fetched.len(), LIMIT as usize, "run {run}");
+        assert_eq!(
+            outcome.deferred.len(),
+            REPOSITORIES - LIMIT as usize,
+            "run {run}"
+        );
+        // Every request of the window spent on a repository, none refused.
+        assert_eq!(
+            (outcome.requests, outcome.rate_limited),
+            (LIMIT as usize, 0),
+            "run {run}"
+        );
+        let fetched = names(&outcome.fetched);
+        for name in &fetched {
+            assert!(!outcome.deferred.contains(name), "run {run}: {name}");
+        }
+        covered.extend(fetched);
+    }
+    assert_eq!(covered.len(), REPOSITORIES, "{covered:?}");
+    assert_eq!(hub.rate_limited(), 0);
+    assert_eq!(hub.total_requests(), 3 * u64::from(LIMIT));
+}
+
+#[tokio::test]
+async fn a_spent_budget_waits_for_the_next_window_when_the_deadline_allows() {
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("bench", 12);
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    hub.limit_requests(5, Duration::from_secs(2));
+    let started = Instant::now();
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &images,
+        &FetchPlan::unhurried(),
+        Deadline::after(Duration::from_secs(20)),
+    )
+    .await;
+    assert_eq!(outcome.fetched.len(), 12);
+    assert!(outcome.deferred.is_empty() && outcome.failed.is_empty());
+    // Three windows of five: at least two window ends waited for.
     assert!(
-        failed[0]
-            .1
-            .contains("stopped before the invocation deadline"),
-        "{failed:?}"
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
     );
+    assert!(outcome.rate_limited <= 1, "{}", outcome.rate_limited);
+    assert_eq!(outcome.requests, 12 + outcome.rate_limited);
+}
+
+#[tokio::test]
+async fn the_reserve_defers_what_the_deadline_leaves_no_time_for() {
+    // Issue 9's slow Hub: 40 repositories, 0.5 s a request, two at a time,
+    // a short deadline. The Hub phase keeps the reserve for indexing what
+    // it fetched, and defers the rest instead of failing it.
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("bench", 40);
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    hub.set_latency(Duration::from_millis(500));
+    let mut options = harness::quick_hub_options(hub.url());
+    options.concurrency = 2;
+    options.request_timeout = Duration::from_secs(2);
+    let reserve = |n: usize| Duration::from_secs(2) + Duration::from_millis(20) * n as u32;
+    let plan = FetchPlan {
+        reserve: &reserve,
+        ..FetchPlan::unhurried()
+    };
+    let budget = Duration::from_secs(6);
+    let started = Instant::now();
+    let outcome = fetch(options, &images, &plan, Deadline::after(budget)).await;
+    let elapsed = started.elapsed();
+
+    let fetched = outcome.fetched.len();
+    assert!(
+        elapsed <= budget - reserve(fetched),
+        "returned after {elapsed:?}, past the deadline minus the reserve for {fetched} documents"
+    );
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert!(fetched >= 8, "only {fetched} fetched in {elapsed:?}");
+    assert_eq!(outcome.deferred.len(), 40 - fetched);
+    let mut all = names(&outcome.fetched);
+    all.extend(outcome.deferred.iter().cloned());
+    all.sort();
+    assert_eq!(all, images);
+    // Deferred repositories cost no request.
+    assert!(
+        outcome.requests <= fetched + 2,
+        "{} requests",
+        outcome.requests
+    );
+    assert_eq!(hub.total_requests(), outcome.requests as u64);
+}
+
+/// A plan that takes counts from listings.
+fn listing_plan() -> FetchPlan<'static> {
+    FetchPlan {
+        counts: NamespaceCounts::Listing,
+        ..FetchPlan::unhurried()
+    }
+}
+
+#[tokio::test]
+async fn listing_mode_counts_a_whole_namespace_in_two_requests() {
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("library", 172);
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["library/*"],
+        &listing_plan(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(names(&outcome.fetched), images);
+    assert!(outcome.failed.is_empty() && outcome.deferred.is_empty());
+    assert_eq!(outcome.requests, 2);
+    assert_eq!(hub.count_kind(RequestKind::Listing), 2);
+    assert_eq!(hub.count_kind(RequestKind::Repository), 0);
+    // The listing's counts, no collaborator_count.
+    let first = &outcome.fetched[0];
+    assert_eq!((first.pull_count, first.star_count), (1_007, 1));
+    assert!(
+        outcome
+            .fetched
+            .iter()
+            .all(|s| s.collaborator_count.is_none())
+    );
+
+    // The same in details mode: the listing pages, then every repository.
+    hub.reset_stats();
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["library/*"],
+        &FetchPlan::unhurried(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(outcome.fetched.len(), 172);
+    assert_eq!(outcome.requests, 2 + 172);
+    assert!(
+        outcome
+            .fetched
+            .iter()
+            .all(|s| s.collaborator_count == Some(0))
+    );
+}
+
+#[tokio::test]
+async fn listing_mode_lists_namespaces_shared_by_named_repositories() {
+    let hub = FakeHub::start().await;
+    let mut images = Vec::new();
+    for namespace in ["alpha", "beta", "gamma"] {
+        // 90 repositories each, 40 of them named: one page per namespace.
+        let all = hub.add_synthetic_repos(namespace, 90);
+        images.extend(all.into_iter().step_by(2).take(40));
+    }
+    // Two named in a fourth namespace: fetched one by one (with
+    // collaborator_count), as a page would not save anything.
+    hub.add_fixture_repos();
+    images.extend([
+        "radoondas/netatmobeat".to_owned(),
+        "radoondas/owmbeat".to_owned(),
+    ]);
+    let references: Vec<&str> = images.iter().map(String::as_str).collect();
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &references,
+        &listing_plan(),
+        harness::deadline(),
+    )
+    .await;
+    let mut expected = images.clone();
+    expected.sort();
+    assert_eq!(names(&outcome.fetched), expected);
+    assert!(outcome.failed.is_empty() && outcome.deferred.is_empty());
+    assert_eq!(outcome.requests, 3 + 2);
+    assert_eq!(hub.count_kind(RequestKind::Listing), 3);
+    assert_eq!(hub.count_kind(RequestKind::Repository), 2);
+    let listed = outcome
+        .fetched
+        .iter()
+        .filter(|s| s.collaborator_count.is_none())
+        .count();
+    assert_eq!(listed, 120);
+}
+
+#[tokio::test]
+async fn listing_mode_fetches_what_a_listing_does_not_show_one_by_one() {
+    let hub = FakeHub::start().await;
+    // 250 repositories: the three named ones are on the first page, so the
+    // listing stops there; a fourth named one does not exist.
+    hub.add_synthetic_repos("bench", 250);
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &[
+            "bench/repo-00003",
+            "bench/repo-00050",
+            "bench/repo-00099",
+            "bench/nope",
+        ],
+        &listing_plan(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(
+        names(&outcome.fetched),
+        ["bench/repo-00003", "bench/repo-00050", "bench/repo-00099"]
+    );
+    assert_eq!(
+        reasons(&outcome),
+        [(
+            "bench/nope".to_owned(),
+            "404 not found (private repository? set dockerhub/username and dockerhub/token)"
+                .to_owned()
+        )]
+    );
+    // Page 1 only: pages are in name order and "nope" sorts before its
+    // last name, so no later page can have it. Then one request for it.
+    assert_eq!(hub.count_kind(RequestKind::Listing), 1);
+    assert_eq!(hub.count_kind(RequestKind::Repository), 1);
+
+    // Ten named across all three pages: the three pages are cheaper.
+    hub.reset_stats();
+    let named: Vec<String> = (1..=10)
+        .map(|i| format!("bench/repo-{:05}", i * 25))
+        .collect();
+    let named: Vec<&str> = named.iter().map(String::as_str).collect();
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &named,
+        &listing_plan(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(names(&outcome.fetched), named);
+    assert_eq!(hub.count_kind(RequestKind::Listing), 3);
+    assert_eq!(hub.count_kind(RequestKind::Repository), 0);
+}
+
+// ---- issue 11: what the real Hub answers ---------------------------------
+
+#[tokio::test]
+async fn an_empty_namespace_is_reported_not_silently_dropped() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    hub.add_private_repo("secretive", "app", 1, 1);
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["radoondsa/*", "secretive/*", "httpd"],
+        &FetchPlan::unhurried(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(names(&outcome.fetched), ["library/httpd"]);
+    let reason = "no public repositories: check the name, or set a token".to_owned();
+    assert_eq!(
+        reasons(&outcome),
+        [
+            ("radoondsa/*".to_owned(), reason.clone()),
+            ("secretive/*".to_owned(), reason)
+        ]
+    );
+    // Through a run: listed in `failed` with the token's wording.
+    let summary = dry_run(&hub, &["radoondsa/*", "httpd"])
+        .await
+        .expect("run succeeds");
+    assert_eq!(
+        failed(&summary),
+        [(
+            "radoondsa/*".to_owned(),
+            "no repositories visible with the token: check the name".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn the_private_repository_hint_is_on_a_404_without_a_token_only() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    hub.add_private_repo("acme", "secret-app", 42, 1);
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["acme/secret-app", "httpd"],
+        &FetchPlan::unhurried(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(
+        outcome.failed,
+        [(
+            "acme/secret-app".to_owned(),
+            FetchError::NotFound { anonymous: true }
+        )]
+    );
+    assert!(
+        outcome.failed[0]
+            .1
+            .to_string()
+            .contains("set dockerhub/username")
+    );
+    // With a token, a 404 is only that, and a 401/403 never gets the hint.
+    let summary = dry_run(&hub, &["acme/missing", "httpd"])
+        .await
+        .expect("run succeeds");
+    assert_eq!(
+        failed(&summary),
+        [("acme/missing".to_owned(), "404 not found".to_owned())]
+    );
+    hub.fault_repo(
+        "acme",
+        "missing",
+        Fault::json(403, json!({"message": "forbidden"})),
+    );
+    let summary = dry_run(&hub, &["acme/missing", "httpd"])
+        .await
+        .expect("run succeeds");
+    assert_eq!(
+        failed(&summary),
+        [("acme/missing".to_owned(), "403 forbidden".to_owned())]
+    );
+}
+
+/// A client for a run with the fake's credentials.
+async fn with_token(hub: &FakeHub, options: HubOptions, deadline: Deadline) -> HubClient {
+    hub.require_token(HUB_USER, HUB_TOKEN);
+    harness::hub_client(options)
+        .for_run(
+            Some(&HubCredentials {
+                username: HUB_USER.into(),
+                token: Secret::new(HUB_TOKEN),
+            }),
+            deadline,
+        )
+        .await
+        .expect("token accepted")
+}
+
+fn specs(images: &[&str]) -> Vec<(String, ImageSpec)> {
+    images
+        .iter()
+        .map(|image| ((*image).to_owned(), image_ref::parse(image).expect("valid")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_bearer_token_is_renewed_before_it_expires() {
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("bench", 12);
+    let images: Vec<&str> = images.iter().map(String::as_str).collect();
+    hub.add_private_repo("acme", "secret-app", 42, 1);
+    // Tokens live 600 ms here (10 minutes on the Hub); the client renews
+    // them after 400 ms. 13 requests of 100 ms, one at a time.
+    hub.set_token_lifetime(Duration::from_millis(600));
+    hub.set_latency(Duration::from_millis(100));
+    let mut options = harness::quick_hub_options(hub.url());
+    options.concurrency = 1;
+    options.token_renew_after = Duration::from_millis(400);
+    let deadline = harness::deadline();
+    let client = with_token(&hub, options, deadline).await;
+    let mut all = images.clone();
+    all.push("acme/secret-app");
+    let outcome = client
+        .fetch_all(&specs(&all), &FetchPlan::unhurried(), deadline)
+        .await;
+    assert_eq!(outcome.fetched.len(), 13, "{:?}", outcome.failed);
+    let exchanges = hub.count_kind(RequestKind::Auth);
+    assert!(exchanges >= 3, "{exchanges} token exchanges");
+    // No request was refused: every one counted is an exchange or a
+    // repository fetched at the first attempt.
+    assert_eq!(outcome.requests as u64, exchanges + 13);
+    assert_eq!(hub.issued_tokens().len() as u64, exchanges);
+}
+
+#[tokio::test]
+async fn a_401_re_authenticates_once_per_run() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let deadline = harness::deadline();
+    let client = with_token(&hub, harness::quick_hub_options(hub.url()), deadline).await;
+    // The token is refused (revoked, or expired early): one new exchange.
+    hub.expire_tokens();
+    let outcome = client
+        .fetch_all(&specs(&["httpd"]), &FetchPlan::unhurried(), deadline)
+        .await;
+    assert_eq!(names(&outcome.fetched), ["library/httpd"]);
+    assert_eq!(hub.issued_tokens().len(), 1);
+    assert_eq!(hub.count_kind(RequestKind::Auth), 2);
+    // Refused again in the same run: that 401 is final, without the hint.
+    hub.expire_tokens();
+    let outcome = client
+        .fetch_all(
+            &specs(&["library/mysql"]),
+            &FetchPlan::unhurried(),
+            deadline,
+        )
+        .await;
+    assert!(outcome.fetched.is_empty());
+    assert_eq!(
+        outcome.failed,
+        [("library/mysql".to_owned(), FetchError::Unauthorized(401))]
+    );
+    assert_eq!(hub.count_kind(RequestKind::Auth), 2);
+}
+
+#[tokio::test]
+async fn listings_ask_for_name_order_so_a_push_between_pages_skips_nothing() {
+    let hub = FakeHub::start().await;
+    hub.add_synthetic_repos("bench", 250);
+    // In the Hub's default order (last update first), repo-00150 moves
+    // from page 2 to page 1 once page 1 is read: a client that does not ask
+    // for name order never sees it.
+    hub.push_after_page("bench", 1, "repo-00150");
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["bench/*"],
+        &FetchPlan::unhurried(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(outcome.fetched.len(), 250);
+    for request in hub.requests_to(&FakeHub::listing_path("bench")) {
+        assert!(request.path.contains("ordering=name"), "{}", request.path);
+    }
+}
+
+#[tokio::test]
+async fn relative_next_links_are_followed() {
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("bench", 250);
+    hub.set_relative_next(true);
+    let outcome = fetch(
+        harness::quick_hub_options(hub.url()),
+        &["bench/*"],
+        &listing_plan(),
+        harness::deadline(),
+    )
+    .await;
+    assert_eq!(names(&outcome.fetched), images);
+    assert_eq!(hub.count_kind(RequestKind::Listing), 3);
 }

@@ -223,3 +223,53 @@ async fn ssm_throttling_is_retried_by_the_sdk_then_a_clear_error() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     server.abort();
 }
+
+#[tokio::test]
+async fn two_thousand_references_over_several_parameters_are_merged_in_order() {
+    // One SSM value holds at most 4 KB: 2,000 references (about 34 KB) go
+    // into `images` and nine parameters under `images/`, each repeating a
+    // few of the previous one's references, and one with a typo.
+    let moto = Moto::start().await;
+    let references: Vec<String> = (0..2000)
+        .map(|i| format!("org-{:02}/app-{i:04}", i % 37))
+        .collect();
+    let mut expected = Vec::new();
+    let mut previous: &[String] = &[];
+    for (index, chunk) in references.chunks(200).enumerate() {
+        let name = match index {
+            0 => "/docker-pulls/images".to_owned(),
+            n => format!("/docker-pulls/images/team-{:02}", n - 1),
+        };
+        let mut entries: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        entries.extend(previous.iter().take(5).map(String::as_str));
+        expected.extend(chunk.iter().cloned());
+        if index == 5 {
+            entries.push("Org-07/App");
+            expected.push("Org-07/App".to_owned());
+        }
+        let value = entries.join(",");
+        assert!(value.len() <= 4096, "{name}: {} bytes", value.len());
+        moto.put(&name, &value, ParameterType::StringList).await;
+        previous = chunk;
+    }
+
+    let settings = SsmSettings::new(store(&moto).await, "/docker-pulls")
+        .load(Needs {
+            images: true,
+            elasticsearch: false,
+        })
+        .await
+        .expect("valid");
+    assert_eq!(settings.images.len(), 2001);
+    assert_eq!(settings.images, expected);
+    let parsed = settings.parse_images(&settings.images);
+    assert_eq!(parsed.specs.len(), 2000);
+    assert_eq!(
+        parsed.invalid,
+        [(
+            "Org-07/App".to_owned(),
+            "invalid reference (in /docker-pulls/images/team-04): repository names must be lowercase"
+                .to_owned()
+        )]
+    );
+}

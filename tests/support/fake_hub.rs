@@ -52,8 +52,21 @@ const DEFAULT_PAGE_SIZE: u32 = 10;
 const MAX_PAGE_SIZE: u32 = 100;
 /// Size of the chunks a streamed huge body is cut into.
 const CHUNK: usize = 64 * 1024;
-/// The body Docker Hub's edge sends with a 429 (fixtures/dockerhub/rate-limited-429.txt).
-pub const HAP429_BODY: &str = "Too Many Requests (HAP429)\n";
+/// The body Docker Hub's edge (its HAProxy in front of the API) sends with
+/// a 429.
+pub const HAP429_BODY: &str = "Too Many Requests (HAP429).\n";
+/// How long the edge tells a client to stay away after its 429.
+pub const EDGE_RETRY_AFTER: u64 = 60;
+/// The listing orders Docker Hub accepts (`ordering=`); without one, the
+/// most recently updated repository comes first.
+const ORDERINGS: [&str; 6] = [
+    "name",
+    "-name",
+    "last_updated",
+    "-last_updated",
+    "pull_count",
+    "-pull_count",
+];
 
 /// The recorded Docker Hub responses of `tests/fixtures/dockerhub/` (a copy of
 /// the team's shared fixtures), byte for byte.
@@ -164,8 +177,8 @@ impl RecordedRequest {
     }
 }
 
-/// `X-RateLimit-*` headers added to successful repository and listing answers,
-/// as Docker Hub sends them on every API response while under the limit.
+/// Fixed `X-RateLimit-*` headers added to successful repository and listing
+/// answers (a snapshot; see [`FakeHub::limit_requests`] for a real limit).
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
     pub limit: u32,
@@ -225,10 +238,38 @@ impl Fault {
         }
     }
 
-    /// A bare 429 from Docker Hub's edge: `text/plain`, `Too Many Requests
-    /// (HAP429)`, no rate-limit headers at all (add some with
-    /// [`Fault::with_header`]).
+    /// The 429 of Docker Hub's edge (its overall, anti-abuse limit): plain
+    /// text `Too Many Requests (HAP429).`, `Retry-After: 60`, no
+    /// `X-RateLimit-*`, and the connection is closed.
     pub fn too_many_requests() -> Self {
+        Fault::Respond {
+            status: 429,
+            headers: vec![
+                ("content-type".into(), "text/plain".into()),
+                ("retry-after".into(), EDGE_RETRY_AFTER.to_string()),
+                ("connection".into(), "close".into()),
+            ],
+            body: HAP429_BODY.into(),
+        }
+    }
+
+    /// The API's own 429, once a client is past `X-RateLimit-Limit`: JSON,
+    /// with `Retry-After` as a Unix time equal to `X-RateLimit-Reset`.
+    pub fn api_rate_limited(limit: u32, reset_unix: u64) -> Self {
+        Fault::json(
+            429,
+            json!({"message": "httperror 429: too many requests", "errinfo": {}}),
+        )
+        .with_header("retry-after", reset_unix)
+        .with_header("x-ratelimit-limit", limit)
+        .with_header("x-ratelimit-remaining", 0)
+        .with_header("x-ratelimit-reset", reset_unix)
+    }
+
+    /// A 429 with no header at all, as a proxy in between may send (Docker
+    /// Hub itself always says when to come back). Add headers with
+    /// [`Fault::with_header`].
+    pub fn bare_429() -> Self {
         Fault::Respond {
             status: 429,
             headers: vec![("content-type".into(), "text/plain".into())],
@@ -236,16 +277,16 @@ impl Fault {
         }
     }
 
-    /// 429 with `Retry-After: <value>`: seconds (`2`) or a Unix time
-    /// (`unix_now() + 2`), the two forms the contract requires honouring.
+    /// A scripted 429 with `Retry-After: <value>`: seconds (`2`) or a Unix
+    /// time (`unix_now() + 2`), the two forms the contract requires honouring.
     pub fn retry_after(value: impl ToString) -> Self {
-        Fault::too_many_requests().with_header("retry-after", value)
+        Fault::bare_429().with_header("retry-after", value)
     }
 
-    /// 429 with `X-RateLimit-Limit: 180`, `X-RateLimit-Remaining: 0` and
-    /// `X-RateLimit-Reset: <reset_unix>`, no `Retry-After`.
+    /// A scripted 429 with `X-RateLimit-Limit: 180`, `X-RateLimit-Remaining:
+    /// 0` and `X-RateLimit-Reset: <reset_unix>`, no `Retry-After`.
     pub fn rate_limit_reset(reset_unix: u64) -> Self {
-        Fault::too_many_requests()
+        Fault::bare_429()
             .with_header("x-ratelimit-limit", 180)
             .with_header("x-ratelimit-remaining", 0)
             .with_header("x-ratelimit-reset", reset_unix)
@@ -462,7 +503,11 @@ impl FakeHub {
     fn insert(&self, namespace: &str, name: &str, body: RepoBody, private: bool) {
         self.state.lock().repos.insert(
             (namespace.to_owned(), name.to_owned()),
-            Repo { body, private },
+            Repo {
+                body,
+                private,
+                pushed: None,
+            },
         );
     }
 
@@ -477,6 +522,12 @@ impl FakeHub {
     /// The access tokens handed out so far, oldest first.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.state.lock().issued_tokens.clone()
+    }
+
+    /// How long an issued token is accepted (Docker Hub: 10 minutes); past
+    /// it, requests bearing it get a 401.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state.lock().token_lifetime = lifetime;
     }
 
     /// Invalidates every issued token, as their 10-minute expiry would: later
@@ -494,10 +545,57 @@ impl FakeHub {
         self.state.lock().latency = latency;
     }
 
-    /// `X-RateLimit-*` headers on successful repository and listing answers
-    /// (`None`: no such headers, the default).
+    /// Fixed `X-RateLimit-*` headers on successful repository and listing
+    /// answers (`None`: no such headers, the default).
     pub fn set_rate_limit(&self, rate_limit: Option<RateLimit>) {
         self.state.lock().rate_limit = rate_limit;
+    }
+
+    /// Docker Hub's API rate limit: `limit` requests per fixed window of
+    /// `window`, counted from now. Every answer carries `X-RateLimit-Limit`,
+    /// `-Remaining` (after this request) and `-Reset` (the window's end, a
+    /// Unix time); a request past the limit gets the API's JSON 429 with
+    /// `Retry-After` equal to the reset, and is not served.
+    pub fn limit_requests(&self, limit: u32, window: Duration) {
+        self.state.lock().windows = Some(Windows {
+            limit,
+            window,
+            start: SystemTime::now(),
+            used: 0,
+            rejected: 0,
+        });
+    }
+
+    /// Starts a new rate-limit window now, as the minutes between two
+    /// scheduled runs would.
+    pub fn next_window(&self) {
+        if let Some(windows) = self.state.lock().windows.as_mut() {
+            windows.start = SystemTime::now();
+            windows.used = 0;
+        }
+    }
+
+    /// Requests refused with a 429 for being past the limit, so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.state.lock().windows.as_ref().map_or(0, |w| w.rejected)
+    }
+
+    /// `next` links as a path (`/v2/namespaces/…?page=2…`) instead of an
+    /// absolute URL, as other clients have seen the Hub send.
+    pub fn set_relative_next(&self, relative: bool) {
+        self.state.lock().relative_next = relative;
+    }
+
+    /// Once page `page` of the namespace's listing has been served, the
+    /// repository is pushed to (becomes the most recently updated): the
+    /// Hub's default order (by last update) then moves it between pages.
+    pub fn push_after_page(&self, namespace: &str, page: u32, name: &str) {
+        self.state
+            .lock()
+            .pushes_after_page
+            .entry((namespace.to_owned(), page))
+            .or_default()
+            .push(name.to_owned());
     }
 
     /// Queues a fault for the next request to `path`. `path` is matched
@@ -612,6 +710,9 @@ enum RepoBody {
 struct Repo {
     body: RepoBody,
     private: bool,
+    /// Order of a push during the test (higher: more recent); repositories
+    /// never pushed to tie, and ties are in name order.
+    pushed: Option<u64>,
 }
 
 impl Repo {
@@ -626,7 +727,39 @@ impl Repo {
     }
 }
 
-#[derive(Default)]
+/// The live rate limit of [`FakeHub::limit_requests`].
+struct Windows {
+    limit: u32,
+    window: Duration,
+    /// Start of the current window; windows follow each other from it.
+    start: SystemTime,
+    used: u32,
+    rejected: u64,
+}
+
+impl Windows {
+    /// Counts a request: `Ok(remaining)` when it is served, `Err(())` when
+    /// past the limit; and the window's reset (Unix seconds, rounded up).
+    fn count(&mut self, now: SystemTime) -> (Result<u32, ()>, u64) {
+        let elapsed = now.duration_since(self.start).unwrap_or_default();
+        if elapsed >= self.window {
+            let windows = (elapsed.as_secs_f64() / self.window.as_secs_f64()).floor();
+            self.start += self.window.mul_f64(windows);
+            self.used = 0;
+        }
+        let end = (self.start + self.window)
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970");
+        let reset = end.as_secs() + u64::from(end.subsec_nanos() > 0);
+        if self.used >= self.limit {
+            self.rejected += 1;
+            return (Err(()), reset);
+        }
+        self.used += 1;
+        (Ok(self.limit - self.used), reset)
+    }
+}
+
 struct Inner {
     /// Sorted, so a namespace listing is a range and pages are stable.
     repos: BTreeMap<(String, String), Repo>,
@@ -634,12 +767,42 @@ struct Inner {
     listing_loops: HashMap<String, (u32, u32)>,
     latency: Duration,
     rate_limit: Option<RateLimit>,
+    windows: Option<Windows>,
+    relative_next: bool,
+    pushes: u64,
+    pushes_after_page: HashMap<(String, u32), Vec<String>>,
     credentials: Option<(String, String)>,
     issued_tokens: Vec<String>,
+    token_issued_at: HashMap<String, std::time::Instant>,
+    token_lifetime: Duration,
     expired_tokens: Vec<String>,
     requests: Vec<RecordedRequest>,
     by_path: HashMap<String, u64>,
     by_kind: HashMap<RequestKind, u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            repos: BTreeMap::new(),
+            faults: HashMap::new(),
+            listing_loops: HashMap::new(),
+            latency: Duration::ZERO,
+            rate_limit: None,
+            windows: None,
+            relative_next: false,
+            pushes: 0,
+            pushes_after_page: HashMap::new(),
+            credentials: None,
+            issued_tokens: Vec::new(),
+            token_issued_at: HashMap::new(),
+            token_lifetime: Duration::from_secs(600),
+            expired_tokens: Vec::new(),
+            requests: Vec::new(),
+            by_path: HashMap::new(),
+            by_kind: HashMap::new(),
+        }
+    }
 }
 
 struct HubState {
@@ -728,8 +891,16 @@ impl HubState {
             return Bearer::Absent;
         };
         let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer "));
+        let inner = self.lock();
+        let alive = |token: &str| {
+            inner.issued_tokens.iter().any(|t| t == token)
+                && inner
+                    .token_issued_at
+                    .get(token)
+                    .is_some_and(|at| at.elapsed() < inner.token_lifetime)
+        };
         match token {
-            Some(token) if self.lock().issued_tokens.iter().any(|t| t == token) => Bearer::Valid,
+            Some(token) if alive(token) => Bearer::Valid,
             _ => Bearer::Invalid,
         }
     }
@@ -751,7 +922,11 @@ impl HubState {
             URL_SAFE_NO_PAD.encode(claims.to_string()),
             URL_SAFE_NO_PAD.encode(format!("fake-signature-{n}")),
         );
-        self.lock().issued_tokens.push(token.clone());
+        let mut inner = self.lock();
+        inner.issued_tokens.push(token.clone());
+        inner
+            .token_issued_at
+            .insert(token.clone(), std::time::Instant::now());
         token
     }
 
@@ -829,10 +1004,32 @@ async fn observe(State(state): State<Arc<HubState>>, req: Request, next: Next) -
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let mut response = match state.pop_fault(&req) {
-        None => next.run(req).await,
-        Some(fault) => apply_fault(&state, fault, req, next).await,
+    let limited = state
+        .lock()
+        .windows
+        .as_mut()
+        .map(|windows| (windows.limit, windows.count(SystemTime::now())));
+    let mut response = match limited {
+        Some((limit, (Err(()), reset))) => {
+            return fault_response(Fault::api_rate_limited(limit, reset));
+        }
+        _ => match state.pop_fault(&req) {
+            None => next.run(req).await,
+            Some(fault) => apply_fault(&state, fault, req, next).await,
+        },
     };
+    if let Some((limit, (Ok(remaining), reset))) = limited {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("x-ratelimit-limit", u64::from(limit)),
+            ("x-ratelimit-remaining", u64::from(remaining)),
+            ("x-ratelimit-reset", reset),
+        ] {
+            headers
+                .entry(HeaderName::from_static(name))
+                .or_insert_with(|| HeaderValue::from(value));
+        }
+    }
 
     let rate_limit = state.lock().rate_limit;
     let decorated = matches!(kind, RequestKind::Repository | RequestKind::Listing);
@@ -851,23 +1048,30 @@ async fn observe(State(state): State<Arc<HubState>>, req: Request, next: Next) -
     response
 }
 
+/// A [`Fault::Respond`] as a response.
+fn fault_response(fault: Fault) -> Response {
+    let Fault::Respond {
+        status,
+        headers,
+        body,
+    } = fault
+    else {
+        panic!("fault_response only serves Fault::Respond, not {fault:?}");
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).expect("valid status code");
+    for (name, value) in headers {
+        response.headers_mut().append(
+            HeaderName::try_from(name).expect("valid header name"),
+            HeaderValue::try_from(value).expect("valid header value"),
+        );
+    }
+    response
+}
+
 async fn apply_fault(state: &HubState, fault: Fault, req: Request, next: Next) -> Response {
     match fault {
-        Fault::Respond {
-            status,
-            headers,
-            body,
-        } => {
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = StatusCode::from_u16(status).expect("valid status code");
-            for (name, value) in headers {
-                response.headers_mut().append(
-                    HeaderName::try_from(name).expect("valid header name"),
-                    HeaderValue::try_from(value).expect("valid header value"),
-                );
-            }
-            response
-        }
+        respond @ Fault::Respond { .. } => fault_response(respond),
         Fault::Delay(delay) => {
             tokio::time::sleep(delay).await;
             next.run(req).await
@@ -988,6 +1192,7 @@ async fn repository(
 struct ListingQuery {
     page: Option<u32>,
     page_size: Option<u32>,
+    ordering: Option<String>,
 }
 
 async fn listing(
@@ -1006,26 +1211,59 @@ async fn listing(
         Some(n) => n.min(MAX_PAGE_SIZE),
     };
 
-    let inner = state.lock();
-    let visible: Vec<Value> = inner
+    if let Some(ordering) = query.ordering.as_deref().filter(|o| !ORDERINGS.contains(o)) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "message": format!("httperror 400: invalid ordering {ordering:?}"),
+                "errinfo": {},
+            })),
+        )
+            .into_response();
+    }
+
+    let mut inner = state.lock();
+    let mut visible: Vec<(&Repo, Value)> = inner
         .repos
         .range((namespace.clone(), String::new())..)
         .take_while(|((ns, _), _)| *ns == namespace)
         .filter(|(_, repo)| !repo.private || bearer == Bearer::Valid)
-        .map(|((ns, name), repo)| listing_entry(&repo.render(ns, name), ns, name))
+        .map(|((ns, name), repo)| (repo, listing_entry(&repo.render(ns, name), ns, name)))
         .collect();
+    let count_of = |entry: &Value| entry["pull_count"].as_u64().unwrap_or(0);
+    match query.ordering.as_deref() {
+        Some("name") => {}
+        Some("-name") => visible.reverse(),
+        Some("last_updated") => visible.sort_by_key(|(repo, _)| repo.pushed),
+        Some("pull_count") => visible.sort_by_key(|(_, entry)| count_of(entry)),
+        Some("-pull_count") => visible.sort_by_key(|(_, entry)| std::cmp::Reverse(count_of(entry))),
+        // The Hub's default: the most recently updated first.
+        _ => visible.sort_by_key(|(repo, _)| std::cmp::Reverse(repo.pushed)),
+    }
+    let visible: Vec<Value> = visible.into_iter().map(|(_, entry)| entry).collect();
+    // An unknown namespace, or one without a repository this client may
+    // see, is an empty listing, not a 404.
     if visible.is_empty() {
-        return not_found(json!({"namespace": namespace}));
+        return Json(json!({"count": 0, "next": null, "previous": null, "results": []}))
+            .into_response();
     }
     let start = (page as usize - 1) * page_size as usize;
     if start >= visible.len() {
         return not_found(json!({"namespace": namespace, "page": page}));
     }
     let end = (start + page_size as usize).min(visible.len());
+    let ordering = query
+        .ordering
+        .as_deref()
+        .map_or_else(String::new, |o| format!("&ordering={o}"));
+    let origin = if inner.relative_next {
+        ""
+    } else {
+        state.base_url.as_str()
+    };
     let page_url = |p: u32| {
         format!(
-            "{}/v2/namespaces/{namespace}/repositories?page={p}&page_size={page_size}",
-            state.base_url
+            "{origin}/v2/namespaces/{namespace}/repositories?page={p}&page_size={page_size}{ordering}"
         )
     };
     let next = match inner.listing_loops.get(&namespace) {
@@ -1033,13 +1271,24 @@ async fn listing(
         _ => (end < visible.len()).then(|| page_url(page + 1)),
     };
     let previous = (page > 1).then(|| page_url(page - 1));
-    Json(json!({
+    let body = json!({
         "count": visible.len(),
         "next": next,
         "previous": previous,
         "results": &visible[start..end],
-    }))
-    .into_response()
+    });
+    for name in inner
+        .pushes_after_page
+        .remove(&(namespace.clone(), page))
+        .unwrap_or_default()
+    {
+        inner.pushes += 1;
+        let pushed = inner.pushes;
+        if let Some(repo) = inner.repos.get_mut(&(namespace.clone(), name)) {
+            repo.pushed = Some(pushed);
+        }
+    }
+    Json(body).into_response()
 }
 
 async fn deprecated() -> Response {

@@ -42,6 +42,7 @@ pub fn hub_client(options: HubOptions) -> HubClient {
 pub fn settings(images: &[&str], es_url: Option<&str>) -> Settings {
     Settings {
         images: images.iter().map(|s| (*s).to_owned()).collect(),
+        image_sources: Default::default(),
         elasticsearch: es_url.map(|url| EsSettings {
             url: url.to_owned(),
             auth: EsAuth::None,
@@ -49,6 +50,7 @@ pub fn settings(images: &[&str], es_url: Option<&str>) -> Settings {
             pipeline: Some("docker-hub-pulls".into()),
         }),
         hub_credentials: None,
+        namespace_counts: Default::default(),
     }
 }
 
