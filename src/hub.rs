@@ -404,7 +404,9 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            self.budget.lock().in_flight -= 1;
+            let mut state = self.budget.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            drop(state);
             self.budget.changed.notify_waiters();
         }
     }
@@ -818,7 +820,7 @@ impl HubClient {
                     }),
             );
         }
-        let listings: Vec<(usize, ListingResult)> = stream::iter(jobs.iter().enumerate())
+        let mut listings: Vec<(usize, ListingResult)> = stream::iter(jobs.iter().enumerate())
             .map(|(index, job)| async move {
                 let result = if listing_mode {
                     self.list_counts(job, pace).await
@@ -840,7 +842,6 @@ impl HubClient {
                     .map(|name| Repository::new(namespace.clone(), name.clone()))
             })
             .collect();
-        let mut listings = listings;
         listings.sort_by_key(|(index, _)| *index);
         for (index, listing) in listings {
             let job = &jobs[index];
