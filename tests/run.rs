@@ -345,3 +345,38 @@ async fn a_two_day_old_scheduled_event_is_stamped_with_the_fetch_time() {
     assert_eq!(manual["timestamp"], event_time.as_str());
     assert!(manual.get("late_event").is_none(), "{manual}");
 }
+
+/// Issue 9's first finding: 40 repositories, a Hub answering in 0.5 s, two
+/// requests at a time and a short deadline used to fetch 14 and index none.
+/// The Hub phase now stops with time left to index what it fetched.
+#[tokio::test]
+async fn a_slow_hub_still_indexes_what_it_fetched_before_the_deadline() {
+    let hub = FakeHub::start().await;
+    let images = hub.add_synthetic_repos("slow", 40);
+    hub.set_latency(std::time::Duration::from_millis(500));
+    let es = FakeEs::start().await;
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let mut options = harness::quick_hub_options(hub.url());
+    options.concurrency = 2;
+    options.request_timeout = std::time::Duration::from_secs(5);
+    let job = harness::job(harness::settings(&refs, Some(&es.url())), options)
+        .with_spool(std::sync::Arc::new(docker_pulls::spool::MemorySpool::default()));
+    let budget = std::time::Duration::from_secs(8);
+    let started = std::time::Instant::now();
+    let (event, _) = scheduled_at(std::time::Duration::ZERO);
+    let response = job
+        .handle(&event, docker_pulls::retry::Deadline::after(budget))
+        .await
+        .expect("run succeeds");
+    assert!(started.elapsed() < budget, "{:?}", started.elapsed());
+    let indexed = response["indexed"].as_u64().expect("indexed");
+    assert!(indexed >= 5, "{response}");
+    assert_eq!(response["spooled"], 0, "nothing left over: {response}");
+    assert_eq!(response["failed"], json!([]), "{response}");
+    assert_eq!(
+        response["deferred"].as_u64().expect("deferred") + indexed,
+        40,
+        "{response}"
+    );
+    assert_eq!(es.all_documents().len() as u64, indexed);
+}
