@@ -16,6 +16,7 @@
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
 //! - [`error`]: what fails an invocation
+//! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
 
 pub mod bulk;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod http;
 pub mod hub;
 pub mod image_ref;
 pub mod local;
+pub mod metrics;
 pub mod retry;
 pub mod run;
 pub mod setup;
