@@ -167,7 +167,10 @@ mod tests {
         let line = emf_line("docker-pulls", 1_764_268_500_000, &sample());
         assert!(!line.contains('\n'), "one line: {line}");
         let record: Value = serde_json::from_str(&line).expect("the line is JSON");
-        assert_eq!(record, emf_record("docker-pulls", 1_764_268_500_000, &sample()));
+        assert_eq!(
+            record,
+            emf_record("docker-pulls", 1_764_268_500_000, &sample())
+        );
 
         let aws = &record["_aws"];
         assert_eq!(aws["Timestamp"], json!(1_764_268_500_000_u64));
