@@ -48,7 +48,7 @@ pub struct RunMetrics {
     pub indexed: usize,
     /// Documents Elasticsearch already had (409 on create).
     pub already_indexed: usize,
-    /// Repositories that could not be fetched or documents refused for good.
+    /// Repositories that could not be fetched (the summary's `failed` list).
     pub failed: usize,
     /// Repositories left for a later run (Docker Hub budget or deadline).
     pub deferred: usize,
