@@ -19,6 +19,7 @@
 //! - [`retry`]: deadlines and backoff shared by the clients
 //! - [`aws_error`]: AWS SDK errors (SSM, S3) in words a person can act on
 //! - [`error`]: what fails an invocation
+//! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
 
 pub mod aws_error;
 pub mod bulk;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod hub;
 pub mod image_ref;
 pub mod local;
+pub mod metrics;
 pub mod retry;
 pub mod run;
 pub mod setup;
