@@ -46,6 +46,12 @@ async fn main() -> ExitCode {
     let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
     let mut job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http)
         .with_max_event_age(env.max_event_age);
+    if let Some(function_name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+    {
+        job = job.with_metrics(function_name);
+    }
     if let Some(bucket) = &env.spool_bucket {
         job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
     }

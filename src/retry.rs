@@ -83,6 +83,13 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `Retry-After` as Docker Hub sends it: either delta-seconds or, despite
 /// RFC 9110, a Unix time. Values past 10^9 can only be the latter.
 pub fn parse_retry_after(value: &str, now_unix: u64) -> Option<Duration> {

@@ -213,6 +213,9 @@ pub struct Job<S> {
     max_event_age: Duration,
     /// What indexing cost in earlier runs of this container.
     timing: IndexTiming,
+    /// The Lambda function's name: one Embedded Metric Format record per
+    /// run goes to stdout (CloudWatch Logs), none in local mode.
+    metrics_for: Option<String>,
 }
 
 impl<S: SettingsSource> Job<S> {
@@ -225,7 +228,15 @@ impl<S: SettingsSource> Job<S> {
             spool: None,
             max_event_age: DEFAULT_MAX_EVENT_AGE,
             timing: IndexTiming::default(),
+            metrics_for: None,
         }
+    }
+
+    /// Writes one CloudWatch Embedded Metric Format line per run for
+    /// `function_name` (a log line: no SDK call, no permission).
+    pub fn with_metrics(mut self, function_name: impl Into<String>) -> Self {
+        self.metrics_for = Some(function_name.into());
+        self
     }
 
     pub fn with_bulk_options(mut self, options: BulkOptions) -> Self {
@@ -282,6 +293,26 @@ impl<S: SettingsSource> Job<S> {
     /// invocation fails (so EventBridge retries it).
     pub async fn run(&self, request: &Request, deadline: Deadline) -> Result<Summary, Error> {
         let started = Instant::now();
+        let started_ms = crate::retry::unix_now_millis();
+        let summary = self.run_once(request, deadline, started).await?;
+        if let Some(function_name) = &self.metrics_for {
+            let metrics = run_metrics(&summary, started.elapsed());
+            // Its own line on stdout: CloudWatch extracts metrics only from
+            // a log event that is exactly one JSON object.
+            println!(
+                "{}",
+                crate::metrics::emf_line(function_name, started_ms, &metrics)
+            );
+        }
+        Ok(summary)
+    }
+
+    async fn run_once(
+        &self,
+        request: &Request,
+        deadline: Deadline,
+        started: Instant,
+    ) -> Result<Summary, Error> {
         let settings: Settings = self
             .settings
             .load(Needs {
@@ -430,6 +461,24 @@ impl<S: SettingsSource> Job<S> {
         summary.elasticsearch_error = delivery.elasticsearch_error;
         log_summary(&summary, fetched, started);
         Ok(summary)
+    }
+}
+
+/// The run's figures for the metrics record.
+fn run_metrics(summary: &Summary, duration: Duration) -> crate::metrics::RunMetrics {
+    crate::metrics::RunMetrics {
+        requested: summary.requested,
+        indexed: summary.indexed,
+        already_indexed: summary.already_indexed,
+        failed: summary.failed.len(),
+        deferred: summary.deferred,
+        spooled: summary.spooled,
+        drained: summary.drained,
+        spool_backlog: summary.spool_backlog,
+        rejected: summary.rejected,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        hub_requests: summary.hub_requests,
+        hub_rate_limited: summary.hub_rate_limited,
     }
 }
 

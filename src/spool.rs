@@ -147,6 +147,20 @@ impl S3Spool {
         }
     }
 
+    /// Whether a listing shows `key`.
+    async fn exists(&self, key: &str) -> Result<bool, SpoolError> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("listing", "s3:ListBucket", key, &e))?;
+        Ok(listed.contents().iter().any(|o| o.key() == Some(key)))
+    }
+
     fn location_of(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
@@ -206,6 +220,17 @@ impl SpoolStore for S3Spool {
             {
                 Ok(output) => output,
                 Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                // Without ListBucket on the whole bucket (the role has it on
+                // `spool/` only), S3 answers a missing key with 403: gone
+                // when a listing no longer shows it (an overlapping run
+                // drained it).
+                Err(error)
+                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&error)
+                        == Some("AccessDenied")
+                        && !self.exists(key).await? =>
+                {
                     return Ok(None);
                 }
                 Err(error) => {

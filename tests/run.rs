@@ -359,8 +359,9 @@ async fn a_slow_hub_still_indexes_what_it_fetched_before_the_deadline() {
     let mut options = harness::quick_hub_options(hub.url());
     options.concurrency = 2;
     options.request_timeout = std::time::Duration::from_secs(5);
-    let job = harness::job(harness::settings(&refs, Some(&es.url())), options)
-        .with_spool(std::sync::Arc::new(docker_pulls::spool::MemorySpool::default()));
+    let job = harness::job(harness::settings(&refs, Some(&es.url())), options).with_spool(
+        std::sync::Arc::new(docker_pulls::spool::MemorySpool::default()),
+    );
     let budget = std::time::Duration::from_secs(8);
     let started = std::time::Instant::now();
     let (event, _) = scheduled_at(std::time::Duration::ZERO);

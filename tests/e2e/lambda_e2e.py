@@ -204,6 +204,7 @@ def run(workdir: Path) -> int:
         "AWS_SECRET_ACCESS_KEY=test",
         "AWS_REGION=us-east-1",
         "AWS_LAMBDA_LOG_FORMAT=JSON",
+        "AWS_LAMBDA_FUNCTION_NAME=docker-pulls",
         "",
     ]))
     lambda_port = free_port()
@@ -317,6 +318,20 @@ def run(workdir: Path) -> int:
     logs = log_path.read_text(errors="replace")
     check("no secret in the function's logs", not any(secret in logs for secret in SECRETS), "secret found")
     check("one summary line per run", logs.count("run finished") >= 6, logs.count("run finished"))
+    records = []
+    for line in logs.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "_aws" in record:
+            records.append(record)
+    metrics = records[0]["_aws"]["CloudWatchMetrics"][0] if records else {}
+    check("one Embedded Metric Format record per run, naming the function",
+          len(records) >= 6 and metrics.get("Namespace") == "DockerPulls"
+          and all(r.get("FunctionName") == "docker-pulls" for r in records), records[:1])
+    check("the metrics record carries the run's counts",
+          any(r.get("Spooled") == 8 for r in records) and any(r.get("Drained") == 8 for r in records), records)
 
     print(f"e2e: {passes} passed, {failures} failed")
     if failures:
