@@ -381,6 +381,8 @@ pub struct IndexReport {
     pub requests: usize,
     /// Time spent in `_bulk` requests.
     pub elapsed: Duration,
+    /// Elasticsearch said the named ingest pipeline does not exist.
+    pub pipeline_missing: bool,
 }
 
 impl IndexReport {
@@ -511,6 +513,11 @@ impl BulkSink {
                                 });
                             }
                             ItemOutcome::WithoutPipeline(reason) => {
+                                if reason.contains("pipeline with id [")
+                                    && reason.contains("does not exist")
+                                {
+                                    report.pipeline_missing = true;
+                                }
                                 without_pipeline += 1;
                                 if without_pipeline == 1 {
                                     first_refusal = format!("{}: {reason}", entries[position].id);

@@ -31,6 +31,8 @@ pub struct Delivery {
     pub bulk_requests: usize,
     /// Why this run's documents went to the spool, when they did.
     pub elasticsearch_error: Option<String>,
+    /// Elasticsearch said the named ingest pipeline does not exist.
+    pub pipeline_missing: bool,
 }
 
 /// What indexing has cost in this container, to keep time back for it: the
@@ -127,6 +129,7 @@ impl Deliverer<'_> {
         delivery.created = report.created;
         delivery.already_indexed = report.already_indexed;
         delivery.bulk_requests = report.requests;
+        delivery.pipeline_missing = report.pipeline_missing;
         let complete = report.complete();
 
         let Some(spool) = self.spool else {
@@ -269,6 +272,7 @@ impl Deliverer<'_> {
             .await;
         self.timing.record(&report, entries.len());
         delivery.bulk_requests += report.requests;
+        delivery.pipeline_missing |= report.pipeline_missing;
         delivery.drained += report.created + report.already_indexed;
         if !report.rejected.is_empty() {
             set_aside(spool, key, &entries, &report.rejected)

@@ -216,7 +216,15 @@ pub struct Job<S> {
     /// The Lambda function's name: one Embedded Metric Format record per
     /// run goes to stdout (CloudWatch Logs), none in local mode.
     metrics_for: Option<String>,
+    /// Until when to send without the ingest pipeline, because Elasticsearch
+    /// said it does not exist: one `_bulk` request per run instead of two
+    /// (every document refused, then re-sent). Checked again after
+    /// [`PIPELINE_RECHECK`], and at once after a setup action.
+    pipeline_missing_until: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a warm container trusts "the pipeline does not exist".
+pub const PIPELINE_RECHECK: Duration = Duration::from_secs(3600);
 
 impl<S: SettingsSource> Job<S> {
     pub fn new(settings: S, hub: HubClient, http: reqwest::Client) -> Self {
@@ -229,6 +237,24 @@ impl<S: SettingsSource> Job<S> {
             max_event_age: DEFAULT_MAX_EVENT_AGE,
             timing: IndexTiming::default(),
             metrics_for: None,
+            pipeline_missing_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn pipeline_known_missing(&self) -> bool {
+        let until = self
+            .pipeline_missing_until
+            .lock()
+            .map_or(None, |guard| *guard);
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn remember_pipeline_missing(&self, missing: Option<bool>) {
+        if let Ok(mut guard) = self.pipeline_missing_until.lock() {
+            *guard = match missing {
+                Some(true) => Some(Instant::now() + PIPELINE_RECHECK),
+                _ => None,
+            };
         }
     }
 
@@ -281,7 +307,10 @@ impl<S: SettingsSource> Job<S> {
                 let es = settings
                     .elasticsearch
                     .ok_or_else(|| Error::Setup("no Elasticsearch configured".into()))?;
-                setup::install(&self.http, &es, deadline).await?
+                let installed = setup::install(&self.http, &es, deadline).await?;
+                // The pipeline may exist now: use it again from the next run.
+                self.remember_pipeline_missing(None);
+                installed
             }
             Action::Run => serde_json::to_value(self.run(&request, deadline).await?)
                 .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))?,
@@ -444,6 +473,11 @@ impl<S: SettingsSource> Job<S> {
             .map(|document| BulkEntry::new(&summary.index, document))
             .collect();
         drop(documents);
+        let mut es = es.clone();
+        let skipping_pipeline = es.pipeline.is_some() && self.pipeline_known_missing();
+        if skipping_pipeline {
+            es.pipeline = None;
+        }
         let sink = BulkSink::new(self.http.clone(), es.clone(), self.bulk_options.clone());
         let deliverer = Deliverer {
             sink: &sink,
@@ -451,6 +485,16 @@ impl<S: SettingsSource> Job<S> {
             timing: &self.timing,
         };
         let delivery: Delivery = deliverer.deliver(entries, &timestamp, deadline).await?;
+        if !skipping_pipeline {
+            if delivery.pipeline_missing && !self.pipeline_known_missing() {
+                tracing::warn!(
+                    pipeline = ?settings.elasticsearch.as_ref().and_then(|es| es.pipeline.as_deref()),
+                    recheck_after_s = PIPELINE_RECHECK.as_secs(),
+                    "the ingest pipeline does not exist: setup has not been run (invoke with {{\"action\":\"setup\"}}); documents arrive trimmed, so they are indexed without it, and this container stops naming it for an hour"
+                );
+            }
+            self.remember_pipeline_missing(Some(delivery.pipeline_missing));
+        }
         summary.indexed = delivery.created;
         summary.already_indexed = delivery.already_indexed;
         summary.spooled = delivery.spooled;

@@ -181,7 +181,7 @@ const COUNTS_SCRIPT_TAG: &str = "docker-pulls-counts-to-long";
 /// with the ingest error if any. The engine runs the one Painless script by
 /// a Rust model matched on its exact source (see `MODELLED_SCRIPTS` in
 /// tests/support/ingest.rs); `_simulate` on a real cluster checks the
-/// Painless itself (README.md, "Seeing the data in Kibana").
+/// Painless itself (docs/elasticsearch-kibana.md).
 fn ingest(mut doc: Value) -> Value {
     if let Err(failure) = run_pipeline(&pipeline(), &mut doc) {
         panic!(

@@ -381,3 +381,50 @@ async fn a_slow_hub_still_indexes_what_it_fetched_before_the_deadline() {
     );
     assert_eq!(es.all_documents().len() as u64, indexed);
 }
+
+/// Without `setup`, every run used to send its documents through a pipeline
+/// that does not exist, have them all refused and send them again. A warm
+/// container remembers, so steady state is one request per run, until a
+/// setup action installs the pipeline.
+#[tokio::test]
+async fn a_missing_pipeline_costs_one_extra_request_once_not_every_run() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    let job = harness::job(
+        harness::settings(&["httpd", "library/mysql"], Some(&es.url())),
+        harness::quick_hub_options(hub.url()),
+    );
+    let mut responses = Vec::new();
+    for minutes_ago in [10, 5, 0] {
+        let (event, _) = scheduled_at(std::time::Duration::from_secs(60 * minutes_ago));
+        let response = job
+            .handle(&event, harness::deadline())
+            .await
+            .expect("run succeeds");
+        assert_eq!(response["indexed"], 2, "{response}");
+        responses.push(response["bulk_requests"].as_u64());
+    }
+    assert_eq!(responses, [Some(2), Some(1), Some(1)]);
+    let named: Vec<bool> = es
+        .bulk_requests()
+        .iter()
+        .map(|r| r.query_param("pipeline").is_some())
+        .collect();
+    assert_eq!(named, [true, false, false, false]);
+
+    // Setup installs it: the next run names it again, in one request.
+    job.handle(&json!({"action": "setup"}), harness::deadline())
+        .await
+        .expect("setup");
+    es.clear_requests();
+    let response = job
+        .handle(&json!({"images": ["httpd"]}), harness::deadline())
+        .await
+        .expect("run succeeds");
+    assert_eq!(response["bulk_requests"], 1, "{response}");
+    assert_eq!(
+        es.bulk_requests()[0].query_param("pipeline").as_deref(),
+        Some("docker-hub-pulls")
+    );
+}
