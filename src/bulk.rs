@@ -13,7 +13,7 @@
 use crate::config::EsSettings;
 use crate::document::Document;
 use crate::error::Error;
-use crate::http::{ReadError, error_chain, read_capped};
+use crate::http::{ReadError, error_chain, read_capped, transport_reason};
 use crate::retry::{self, Deadline};
 use reqwest::{StatusCode, header};
 use serde::Deserialize;
@@ -633,12 +633,10 @@ impl BulkSink {
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                let reason = if error.is_timeout() {
-                    "request timed out".to_owned()
-                } else {
-                    format!("connection error: {}", error_chain(&error))
-                };
-                return RequestOutcome::All(ItemOutcome::Retry(reason));
+                return RequestOutcome::All(ItemOutcome::Retry(transport_reason(
+                    "Elasticsearch",
+                    &error,
+                )));
             }
         };
         let status = response.status();

@@ -42,3 +42,57 @@ pub async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>
     }
     Ok(body)
 }
+
+/// A transport failure (no HTTP answer) in one sentence a person can act on:
+/// which service at which origin, and the innermost cause ("Connection
+/// refused", "dns error: …"), without the layers in between or the URL's
+/// path and query.
+pub fn transport_reason(service: &str, error: &reqwest::Error) -> String {
+    let origin = error
+        .url()
+        .map(|url| url.origin().ascii_serialization())
+        .unwrap_or_else(|| "its URL".to_owned());
+    if error.is_timeout() {
+        return format!("{service} at {origin} did not answer in time");
+    }
+    let mut innermost: &dyn std::error::Error = error;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    let cause = innermost.to_string();
+    if error.is_connect() {
+        format!("could not connect to {service} at {origin}: {cause}")
+    } else {
+        format!("connection to {service} at {origin} failed: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_service_and_the_origin_in_one_line() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let error = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/_bulk?filter_path=errors"))
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let reason = transport_reason("Elasticsearch", &error);
+        assert!(
+            reason.starts_with(&format!(
+                "could not connect to Elasticsearch at http://127.0.0.1:{port}: "
+            )),
+            "{reason}"
+        );
+        assert!(reason.contains("refused"), "{reason}");
+        assert!(
+            !reason.contains("_bulk") && !reason.contains('\n'),
+            "{reason}"
+        );
+    }
+}

@@ -27,7 +27,7 @@
 
 use crate::config::{HubCredentials, Secret};
 use crate::document::RepositoryStats;
-use crate::http::{ReadError, error_chain, read_capped};
+use crate::http::{ReadError, read_capped, transport_reason};
 use crate::image_ref::{ImageSpec, Repository};
 use crate::retry::{self, Deadline};
 use futures_util::{StreamExt, stream};
@@ -1452,7 +1452,7 @@ fn transport_error<T>(error: &reqwest::Error, attempts: u32) -> Attempt<T> {
         FetchError::Timeout { attempts }
     } else {
         FetchError::Connection {
-            message: error_chain(error),
+            message: transport_reason("Docker Hub", error),
             attempts,
         }
     };

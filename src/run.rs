@@ -20,6 +20,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// A Lambda response is at most 6 MB; the rest of the summary (the `failed`
+/// list included) gets what the documents leave.
+const MAX_DOCUMENTS_BYTES: usize = 5 * 1024 * 1024;
+
+/// Keeps the documents whose JSON fits in `budget` bytes, in order; returns
+/// how many were left out.
+fn keep_within(documents: &mut Vec<Document>, budget: usize) -> usize {
+    let mut used = 0;
+    let mut fitting = 0;
+    for document in documents.iter() {
+        // The document and the comma before the next one.
+        let size = serde_json::to_vec(document).map_or(usize::MAX, |bytes| bytes.len() + 1);
+        if used + size > budget {
+            break;
+        }
+        used += size;
+        fitting += 1;
+    }
+    let left_out = documents.len() - fitting;
+    documents.truncate(fitting);
+    left_out
+}
+
 /// The schedule's period: the rotation of the repository list moves on by
 /// one step per period.
 const ROTATION_PERIOD_SECS: u64 = 300;
@@ -201,6 +224,10 @@ pub struct Summary {
     pub elasticsearch_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub documents: Option<Vec<Document>>,
+    /// A dry run's documents that did not fit in the response (Lambda's
+    /// 6 MB limit); local mode prints them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents_left_out: Option<usize>,
 }
 
 /// Long-lived parts of the function, built once per container.
@@ -312,8 +339,21 @@ impl<S: SettingsSource> Job<S> {
                 self.remember_pipeline_missing(None);
                 installed
             }
-            Action::Run => serde_json::to_value(self.run(&request, deadline).await?)
-                .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))?,
+            Action::Run => {
+                let mut summary = self.run(&request, deadline).await?;
+                if let Some(documents) = summary.documents.as_mut() {
+                    let left_out = keep_within(documents, MAX_DOCUMENTS_BYTES);
+                    if left_out > 0 {
+                        tracing::warn!(
+                            left_out,
+                            "the dry run's documents do not all fit in a Lambda response"
+                        );
+                        summary.documents_left_out = Some(left_out);
+                    }
+                }
+                serde_json::to_value(summary)
+                    .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))?
+            }
         };
         Ok(response)
     }
@@ -457,6 +497,7 @@ impl<S: SettingsSource> Job<S> {
             late_event,
             elasticsearch_error: None,
             documents: None,
+            documents_left_out: None,
         };
 
         let es = match (&settings.elasticsearch, request.dry_run) {
@@ -584,6 +625,48 @@ mod tests {
         assert!(!request.dry_run);
         assert_eq!(request.images, None);
         assert!(request.time.is_some());
+        assert!(request.scheduled);
+        assert!(
+            !Request::from_event(&event_file("manual.json"))
+                .expect("valid")
+                .scheduled
+        );
+    }
+
+    #[test]
+    fn only_a_late_scheduled_event_gets_the_fetch_time() {
+        let now = RunTime::parse("2026-11-28T08:00:00Z").expect("valid");
+        let max_age = Duration::from_secs(900);
+        let request = |time: &str, source: &str| {
+            Request::from_event(&json!({"time": time, "source": source})).expect("valid")
+        };
+        // Lambda's own retries, a few minutes late: the event's time.
+        let (time, late) = request("2026-11-28T07:50:00Z", "aws.events").stamp(now, max_age);
+        assert_eq!(
+            (time.to_string().as_str(), late),
+            ("2026-11-28T07:50:00Z", None)
+        );
+        // A replay from the dead-letter queue two days later: now.
+        let (time, late) = request("2026-11-26T08:00:00Z", "aws.events").stamp(now, max_age);
+        assert_eq!(time, now);
+        assert_eq!(
+            late,
+            Some(LateEvent {
+                event_time: "2026-11-26T08:00:00Z".into(),
+                age_seconds: 2 * 86_400
+            })
+        );
+        // A person's explicit time is honoured, however old.
+        let (time, late) = request("2026-11-26T08:00:00Z", "me").stamp(now, max_age);
+        assert_eq!(
+            (time.to_string().as_str(), late),
+            ("2026-11-26T08:00:00Z", None)
+        );
+        // No time: now.
+        let (time, _) = Request::from_event(&json!({}))
+            .expect("valid")
+            .stamp(now, max_age);
+        assert_eq!(time, now);
     }
 
     #[test]
@@ -615,6 +698,33 @@ mod tests {
             Request::from_event(&json!({})).expect("valid").action,
             Action::Run
         );
+    }
+
+    #[test]
+    fn a_dry_run_keeps_what_fits_in_a_lambda_response() {
+        let document = |i: u64| Document {
+            timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
+            stats: crate::document::RepositoryStats {
+                namespace: "acme".into(),
+                name: format!("app{i:05}"),
+                pull_count: i,
+                star_count: 0,
+                collaborator_count: Some(0),
+            },
+        };
+        let one = serde_json::to_vec(&document(0)).expect("json").len() + 1;
+        let mut documents: Vec<Document> = (0..10).map(document).collect();
+        assert_eq!(keep_within(&mut documents, one * 4 + 3), 6);
+        assert_eq!(documents.len(), 4);
+        assert_eq!(documents[3], document(3));
+        let mut documents: Vec<Document> = (0..10).map(document).collect();
+        assert_eq!(keep_within(&mut documents, MAX_DOCUMENTS_BYTES), 0);
+        assert_eq!(documents.len(), 10);
+        // 40,000 repositories' documents are over 6 MB: the response stays under.
+        let mut documents: Vec<Document> = (0..40_000).map(document).collect();
+        let left_out = keep_within(&mut documents, MAX_DOCUMENTS_BYTES);
+        assert!(left_out > 0);
+        assert!(serde_json::to_vec(&documents).expect("json").len() <= MAX_DOCUMENTS_BYTES);
     }
 
     #[test]

@@ -372,8 +372,8 @@ async fn an_unreachable_elasticsearch_fails_the_run_with_a_one_line_reason() {
         .await
         .expect_err("nothing can be indexed");
     let message = error.to_string();
-    // What it says today (src/bulk.rs and src/run.rs word it): the count,
-    // the index, the first document and the transport's reason.
+    // The count, the index, the first document, and the reason naming the
+    // service and where it was looked for.
     assert!(
         message.starts_with(
             "2 of 2 documents were not indexed into docker-pulls-2026 after retries; first: "
@@ -381,9 +381,11 @@ async fn an_unreachable_elasticsearch_fails_the_run_with_a_one_line_reason() {
         "{message}"
     );
     assert!(
-        message.contains("connection error") && message.contains("Connection refused"),
+        message.contains(&format!("could not connect to Elasticsearch at {es_url}: "))
+            && message.contains("Connection refused"),
         "{message}"
     );
+    assert!(!message.contains("error sending request"), "{message}");
     assert_readable(&message);
     assert!(!message.contains("ZXM6c2VjcmV0LWtleQ=="), "{message}");
 }
