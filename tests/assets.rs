@@ -674,6 +674,40 @@ fn lens_panels_read_only_mapped_or_runtime_fields() {
     }
 }
 
+/// `dockerhub/namespace_counts = listing` makes documents without
+/// `collaborator_count`: no panel may depend on it, and the runtime field
+/// must read only fields every document has.
+#[test]
+fn listing_mode_documents_without_collaborator_count_fill_every_panel() {
+    let objects = saved_objects();
+    for lens in lens_objects(&objects) {
+        let mut fields = BTreeSet::new();
+        lens_fields(
+            &lens["attributes"]["state"]["datasourceStates"],
+            &mut fields,
+        );
+        assert!(
+            !fields.contains("http.docker_hub.collaborator_count"),
+            "{} reads collaborator_count, which listing-mode documents lack",
+            lens["id"]
+        );
+    }
+    for (name, field) in runtime_fields(&objects) {
+        let script = field.to_string();
+        assert!(
+            !script.contains("collaborator_count"),
+            "runtime field {name} reads collaborator_count"
+        );
+    }
+    // The mapping has it (details mode), and a mapping field may be absent.
+    assert_eq!(
+        template_fields()
+            .get("http.docker_hub.collaborator_count")
+            .map(String::as_str),
+        Some("long")
+    );
+}
+
 #[test]
 fn lens_layers_reference_the_data_view_and_their_columns_exist() {
     let objects = saved_objects();
