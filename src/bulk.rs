@@ -444,7 +444,7 @@ impl BulkSink {
         let (mut refused, mut first_refused) = (0, String::new());
         'rounds: while !pending.is_empty() && round < self.options.max_rounds {
             round += 1;
-            let mut next = Vec::new();
+            let mut next: Vec<Pending> = Vec::new();
             let mut transient = false;
             let (mut without_pipeline, mut first_refusal) = (0, String::new());
             for use_pipeline in [true, false] {
@@ -480,21 +480,14 @@ impl BulkSink {
                             let reason = error.to_string();
                             let unsent = chunk
                                 .iter()
-                                .chain(
-                                    chunks
-                                        .flat_map(|(members, _)| members)
-                                        .collect::<Vec<_>>()
-                                        .iter(),
-                                )
-                                .map(|&i| group[i].position)
-                                .collect::<Vec<_>>();
-                            for position in unsent
-                                .into_iter()
+                                .copied()
+                                .chain(chunks.by_ref().flat_map(|(members, _)| members))
+                                .map(|i| group[i].position)
                                 .chain(pending.drain(..).map(|p| p.position))
-                                .chain(next.drain(..).map(|p: Pending| p.position))
-                            {
-                                report.unaccounted.push((position, reason.clone()));
-                            }
+                                .chain(next.drain(..).map(|p| p.position));
+                            report
+                                .unaccounted
+                                .extend(unsent.map(|position| (position, reason.clone())));
                             report.halted = Some(error);
                             break 'rounds;
                         }

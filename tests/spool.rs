@@ -618,3 +618,42 @@ async fn the_drain_goes_oldest_first_and_stops_within_the_deadline() {
     assert_eq!(response["spool_backlog"], 0, "{response}");
     assert_eq!(indexed(&es).len(), 15);
 }
+
+#[tokio::test]
+async fn rejected_credentials_stop_sending_at_once_and_spool_everything() {
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    es.require_api_key("cmlnaHQ6a2V5");
+    let spool = Arc::new(MemorySpool::default());
+    let (event, time) = scheduled(0);
+    let settings =
+        harness::with_api_key(harness::settings(&IMAGES, Some(&es.url())), "d3Jvbmc6a2V5");
+    let response = job(settings, &hub, spool.clone())
+        .handle(&event, harness::deadline())
+        .await
+        .expect("spooled: the run succeeds");
+    assert_eq!(response["spooled"], 3, "{response}");
+    let reason = response["elasticsearch_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("rejected the credentials (401)"),
+        "{reason}"
+    );
+    assert!(!reason.contains("d3Jvbmc6a2V5"), "{reason}");
+    assert_eq!(es.bulk_request_count(), 1, "stops at once");
+    let objects = spool.objects();
+    let body = objects.values().next().expect("one object");
+    let ids: Vec<String> = docker_pulls::bulk::decode_creates(body)
+        .expect("bulk-ready")
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            format!("library/httpd@{time}"),
+            format!("library/mysql@{time}"),
+            format!("radoondas/netatmobeat@{time}"),
+        ]
+    );
+}
