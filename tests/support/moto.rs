@@ -163,25 +163,24 @@ impl Moto {
     /// A fresh client per call: SDK clients keep connections tied to the
     /// Tokio runtime that opened them, and each `#[tokio::test]` has its own.
     pub async fn ssm_client(&self) -> Client {
-        let config = aws_config::defaults(BehaviorVersion::latest())
+        Client::new(&self.sdk_config().await)
+    }
+
+    /// The SDK configuration of every client for this server: test
+    /// credentials, us-east-1, this endpoint.
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
             .region(Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
             .load()
-            .await;
-        Client::new(&config)
+            .await
     }
 
     /// An S3 client for this server, as the function builds its own
     /// (`docker_pulls::spool::s3_client`: path-style with a custom endpoint).
     pub async fn s3_client(&self) -> aws_sdk_s3::Client {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .load()
-            .await;
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
+        let s3 = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
             .force_path_style(true)
             .build();
         aws_sdk_s3::Client::from_conf(s3)
