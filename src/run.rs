@@ -6,7 +6,7 @@
 
 use crate::bulk::{BulkEntry, BulkOptions, BulkSink};
 use crate::config::{DEFAULT_INDEX_PREFIX, DEFAULT_MAX_EVENT_AGE, Needs, Settings, SettingsSource};
-use crate::delivery::{Deliverer, Delivery, IndexTiming};
+use crate::delivery::{Deliverer, IndexTiming};
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
 use crate::hub::{FetchPlan, HubClient};
@@ -19,29 +19,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// A Lambda response is at most 6 MB; the rest of the summary (the `failed`
-/// list included) gets what the documents leave.
-const MAX_DOCUMENTS_BYTES: usize = 5 * 1024 * 1024;
-
-/// Keeps the documents whose JSON fits in `budget` bytes, in order; returns
-/// how many were left out.
-fn keep_within(documents: &mut Vec<Document>, budget: usize) -> usize {
-    let mut used = 0;
-    let mut fitting = 0;
-    for document in documents.iter() {
-        // The document and the comma before the next one.
-        let size = serde_json::to_vec(document).map_or(usize::MAX, |bytes| bytes.len() + 1);
-        if used + size > budget {
-            break;
-        }
-        used += size;
-        fitting += 1;
-    }
-    let left_out = documents.len() - fitting;
-    documents.truncate(fitting);
-    left_out
-}
 
 /// The schedule's period: the rotation of the repository list moves on by
 /// one step per period.
@@ -525,7 +502,7 @@ impl<S: SettingsSource> Job<S> {
             spool: self.spool.as_deref(),
             timing: &self.timing,
         };
-        let delivery: Delivery = deliverer.deliver(entries, &timestamp, deadline).await?;
+        let delivery = deliverer.deliver(entries, &timestamp, deadline).await?;
         if !skipping_pipeline {
             if delivery.pipeline_missing && !self.pipeline_known_missing() {
                 tracing::warn!(
@@ -547,6 +524,29 @@ impl<S: SettingsSource> Job<S> {
         log_summary(&summary, fetched, started);
         Ok(summary)
     }
+}
+
+/// A Lambda response is at most 6 MB; the rest of the summary (the `failed`
+/// list included) gets what the documents leave.
+const MAX_DOCUMENTS_BYTES: usize = 5 * 1024 * 1024;
+
+/// Keeps the documents whose JSON fits in `budget` bytes, in order; returns
+/// how many were left out.
+fn keep_within(documents: &mut Vec<Document>, budget: usize) -> usize {
+    let mut used = 0;
+    let mut fitting = 0;
+    for document in documents.iter() {
+        // The document and the comma before the next one.
+        let size = serde_json::to_vec(document).map_or(usize::MAX, |bytes| bytes.len() + 1);
+        if used + size > budget {
+            break;
+        }
+        used += size;
+        fitting += 1;
+    }
+    let left_out = documents.len() - fitting;
+    documents.truncate(fitting);
+    left_out
 }
 
 /// The run's figures for the metrics record.
