@@ -169,8 +169,8 @@ pub struct Failure {
 pub struct Summary {
     pub index: String,
     pub timestamp: String,
-    /// Repositories and references attempted: indexed (or, on a dry run,
-    /// fetched) + already indexed + failed.
+    /// Repositories and references attempted: fetched + failed entries +
+    /// deferred.
     pub requested: usize,
     pub indexed: usize,
     pub already_indexed: usize,
