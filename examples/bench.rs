@@ -37,6 +37,25 @@
 //! and that memory limit, to see what the throttled CPU does to wall time.
 //! It prints a table and, as its last stdout line, the figures as JSON.
 //! It never judges the numbers; it fails only when the function does.
+//!
+//! **Drain mode** (`--drain`, or `--drain-backlog OBJECTS`) sizes the spool's
+//! drain instead: it writes a backlog of OBJECTS spooled runs (default 288, a
+//! day of five-minute runs) of `--docs-per-object` documents each (default
+//! 1,000) to moto's S3, keys and bodies made by the function's own
+//! `spool::object_key` and `spool::encode_object`, five minutes apart; then
+//! it starts one function process with `SPOOL_BUCKET` and
+//! `AWS_ENDPOINT_URL_S3` (through a timing relay) and invokes it with
+//! scheduled events (`time` = now, a new second each run, `--drain-images`
+//! repositories of its own, default 10) under a deadline of template.yaml's
+//! `Timeout` (`--timeout-s` overrides) until `spool_backlog` is 0, at most
+//! `--max-runs` (50) times, plus one run with the spool empty;
+//! `--es-latency-ms` delays every answer of the fake Elasticsearch, like a
+//! real cluster's `_bulk` round trip. Per run:
+//! wall, the drain part (from its first S3 request to the response),
+//! documents and objects drained, `_bulk` requests, peak RSS, CPU. It then
+//! fails unless the fake Elasticsearch holds exactly the backlog and every
+//! run's own documents (`_count`, and each backlog document by `_id` with its
+//! original source) and the bucket is empty.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -55,6 +74,10 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use docker_pulls::bulk::BulkEntry;
+use docker_pulls::config::DEFAULT_INDEX_PREFIX;
+use docker_pulls::document::{Document, RepositoryStats, RunTime, index_name};
+use docker_pulls::spool;
 use serde_json::{Value, json};
 use support::fake_es::FakeEs;
 use support::fake_hub::{FakeHub, RequestKind};
@@ -65,7 +88,12 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: bench [--binary PATH] [--sizes 100,1000,5000] [--latency-ms 50] \
                      [--concurrency 32] [--processes 3] [--warm 3] [--images listing|event] \
-                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE] [--lambda BOOTSTRAP]";
+                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE] [--lambda BOOTSTRAP]\n\
+                     drain mode: bench --drain [--drain-backlog 288] [--docs-per-object 1000] [--drain-images 10] \
+                     [--timeout-s TEMPLATE_TIMEOUT] [--max-runs 50] [--es-latency-ms 0] [--latency-ms 50] [--lambda-limits]";
+
+/// A day of five-minute runs: the backlog `--drain` builds by default.
+const DEFAULT_BACKLOG_OBJECTS: usize = 288;
 
 const SSM_PREFIX: &str = "/docker-pulls-bench";
 const NAMESPACE: &str = "bench";
@@ -94,6 +122,20 @@ struct Args {
     lambda_limits: bool,
     /// Extra `KEY=VALUE` variables for the function (`--env`, repeatable).
     env: Vec<(String, String)>,
+    /// Drain mode (`--drain`, `--drain-backlog`): a spool backlog of this
+    /// many objects, drained by repeated runs.
+    drain_objects: Option<usize>,
+    /// Documents in each backlog object (one spooled run of N repositories).
+    docs_per_object: usize,
+    /// Repositories of each drain run's own image list.
+    drain_images: usize,
+    /// The invocation deadline in seconds; by default template.yaml's Timeout.
+    timeout_s: Option<u64>,
+    /// Drain runs to try before giving up.
+    max_runs: usize,
+    /// Drain mode: the fake Elasticsearch answers every request this late,
+    /// like a real cluster's `_bulk` round trip.
+    es_latency_ms: u64,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -111,6 +153,12 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         lambda: None,
         lambda_limits: false,
         env: Vec::new(),
+        drain_objects: None,
+        docs_per_object: 1000,
+        drain_images: 10,
+        timeout_s: None,
+        max_runs: 50,
+        es_latency_ms: 0,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -146,6 +194,15 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                     .ok_or_else(|| format!("--env {pair:?}: expected KEY=VALUE"))?;
                 args.env.push((key.to_owned(), value.to_owned()));
             }
+            Long("drain") => {
+                args.drain_objects.get_or_insert(DEFAULT_BACKLOG_OBJECTS);
+            }
+            Long("drain-backlog") => args.drain_objects = Some(parser.value()?.parse()?),
+            Long("docs-per-object") => args.docs_per_object = parser.value()?.parse()?,
+            Long("drain-images") => args.drain_images = parser.value()?.parse()?,
+            Long("timeout-s") => args.timeout_s = Some(parser.value()?.parse()?),
+            Long("max-runs") => args.max_runs = parser.value()?.parse()?,
+            Long("es-latency-ms") => args.es_latency_ms = parser.value()?.parse()?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -155,6 +212,20 @@ fn parse_args() -> Result<Args, lexopt::Error> {
     }
     if args.sizes.is_empty() || args.sizes.contains(&0) {
         return Err("--sizes needs positive numbers".into());
+    }
+    if args.drain_objects == Some(0)
+        || args.docs_per_object == 0
+        || args.drain_images == 0
+        || args.max_runs == 0
+        || args.timeout_s == Some(0)
+    {
+        return Err(
+            "--drain-backlog, --docs-per-object, --drain-images, --max-runs and --timeout-s need positive numbers"
+                .into(),
+        );
+    }
+    if args.docs_per_object > 99_999 || args.drain_images > 99_999 {
+        return Err("--docs-per-object and --drain-images go up to 99999 (repo-00001…)".into());
     }
     Ok(args)
 }
@@ -573,6 +644,34 @@ impl Limits {
     }
 }
 
+impl Limits {
+    fn memory_dir(&self) -> Option<&PathBuf> {
+        self.dirs
+            .iter()
+            .find(|dir| dir.starts_with("/sys/fs/cgroup/memory"))
+    }
+
+    /// Starts the memory cgroup's peak (`memory.max_usage_in_bytes`) afresh.
+    fn reset_memory_peak(&self) {
+        if let Some(dir) = self.memory_dir() {
+            let _ = std::fs::write(dir.join("memory.max_usage_in_bytes"), "0");
+        }
+    }
+
+    /// The memory cgroup's peak since the last reset: what the 128 MiB limit
+    /// is held against (RSS and any page cache the process caused).
+    fn memory_peak_bytes(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.memory_dir()?.join("memory.max_usage_in_bytes"));
+        text.ok()?.trim().parse().ok()
+    }
+
+    /// How often the memory limit was hit (`memory.failcnt`).
+    fn memory_failures(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.memory_dir()?.join("memory.failcnt"));
+        text.ok()?.trim().parse().ok()
+    }
+}
+
 impl Drop for Limits {
     fn drop(&mut self) {
         self.procs.clear();
@@ -598,6 +697,58 @@ struct Stand {
     es_relay: Relay,
     ssm_relay: Relay,
     http: reqwest::Client,
+}
+
+/// moto's address, for a relay in front of it.
+fn moto_addr(moto: &Moto) -> Result<SocketAddr, String> {
+    moto.endpoint_url()
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("moto endpoint {}: {e}", moto.endpoint_url()))
+}
+
+impl Stand {
+    /// A fresh fake Hub with `repositories` synthetic repositories, a fresh
+    /// fake Elasticsearch, relays in front of them and of moto, and the
+    /// function's settings in moto's SSM.
+    async fn start(
+        args: &Args,
+        moto: &Moto,
+        repositories: usize,
+        images: &str,
+    ) -> Result<Self, String> {
+        let hub = FakeHub::start_on(0)
+            .await
+            .map_err(|e| format!("fake Docker Hub: {e}"))?;
+        hub.add_synthetic_repos(NAMESPACE, repositories);
+        hub.set_latency(Duration::from_millis(args.latency_ms));
+        let es = FakeEs::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(|e| format!("fake Elasticsearch: {e}"))?;
+        let relay =
+            |addr| async move { Relay::start(addr).await.map_err(|e| format!("relay: {e}")) };
+        let stand = Stand {
+            hub_relay: relay(hub.addr()).await?,
+            es_relay: relay(es.addr()).await?,
+            ssm_relay: relay(moto_addr(moto)?).await?,
+            hub,
+            es,
+            http: reqwest::Client::new(),
+        };
+        for (name, value) in [
+            ("images", images),
+            ("elasticsearch/url", stand.es_relay.url.as_str()),
+            ("elasticsearch/pipeline", args.pipeline.as_str()),
+        ] {
+            moto.put(
+                &format!("{SSM_PREFIX}/{name}"),
+                value,
+                ParameterType::String,
+            )
+            .await;
+        }
+        Ok(stand)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -669,47 +820,13 @@ async fn run_size(
     ticks: u64,
     sequence: &mut u64,
 ) -> Result<SizeResult, String> {
-    let hub = FakeHub::start_on(0)
-        .await
-        .map_err(|e| format!("fake Docker Hub: {e}"))?;
-    hub.add_synthetic_repos(NAMESPACE, n);
-    hub.set_latency(Duration::from_millis(args.latency_ms));
-    let es = FakeEs::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .map_err(|e| format!("fake Elasticsearch: {e}"))?;
-    let moto_addr: SocketAddr = moto
-        .endpoint_url()
-        .trim_start_matches("http://")
-        .parse()
-        .map_err(|e| format!("moto endpoint {}: {e}", moto.endpoint_url()))?;
-    let relay = |addr| async move { Relay::start(addr).await.map_err(|e| format!("relay: {e}")) };
-    let stand = Stand {
-        hub_relay: relay(hub.addr()).await?,
-        es_relay: relay(es.addr()).await?,
-        ssm_relay: relay(moto_addr).await?,
-        hub,
-        es,
-        http: reqwest::Client::new(),
-    };
-
     let images = if args.images_in_event {
         // Not used by the run (the event names the images), but required.
         format!("{NAMESPACE}/repo-00001")
     } else {
         format!("{NAMESPACE}/*")
     };
-    for (name, value) in [
-        ("images", images.as_str()),
-        ("elasticsearch/url", stand.es_relay.url.as_str()),
-        ("elasticsearch/pipeline", args.pipeline.as_str()),
-    ] {
-        moto.put(
-            &format!("{SSM_PREFIX}/{name}"),
-            value,
-            ParameterType::String,
-        )
-        .await;
-    }
+    let stand = Stand::start(args, moto, n, &images).await?;
 
     let mut result = SizeResult {
         n,
@@ -738,12 +855,61 @@ async fn run_process(
         "docker-pulls-bench-{}-{n}-{process}.log",
         std::process::id()
     ));
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut command = function_command(args, emulator.addr, stand, &log)?;
+    let limits = if args.lambda_limits {
+        let limits = Limits::create(
+            args.memory_mb,
+            &format!("docker-pulls-bench-{}-{n}-{process}", std::process::id()),
+        )?;
+        limits.apply(&mut command)?;
+        Some(limits)
+    } else {
+        None
+    };
+    let spawned = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
+    let pid = child.id().ok_or("the function exited at once")?;
+    let fail = |what: String| with_log_tail(what, &log);
+
+    let init = await_init(&mut emulator, pid, spawned, ticks)
+        .await
+        .map_err(fail)?;
+    result.inits.push(init);
+
+    for invocation in 0..=args.warm {
+        *sequence += 1;
+        let sample = invoke(args, stand, &mut emulator, pid, n, ticks, *sequence)
+            .await
+            .map_err(fail)?;
+        result.samples.push(Sample {
+            cold: invocation == 0,
+            ..sample
+        });
+    }
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    drop(limits);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
+/// The function's command line: the release binary under the emulator at
+/// `runtime_api`, with Lambda's variables and the stand's services, in an
+/// otherwise empty environment; its output goes to `log`.
+fn function_command(
+    args: &Args,
+    runtime_api: SocketAddr,
+    stand: &Stand,
+    log: &Path,
+) -> Result<tokio::process::Command, String> {
+    let log_file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::new(&args.binary);
     command
         .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", emulator.addr.to_string())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "docker-pulls-bench")
         .env(
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
@@ -769,63 +935,92 @@ async fn run_process(
         .stdout(log_file)
         .stderr(log_err)
         .kill_on_drop(true);
-    let limits = if args.lambda_limits {
-        let limits = Limits::create(
-            args.memory_mb,
-            &format!("docker-pulls-bench-{}-{n}-{process}", std::process::id()),
-        )?;
-        limits.apply(&mut command)?;
-        Some(limits)
-    } else {
-        None
-    };
-    let spawned = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
-    let pid = child.id().ok_or("the function exited at once")?;
-    let fail = |what: String| {
-        let output = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = output.lines().collect();
-        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        format!("{what}\nfunction log ({}):\n{tail}", log.display())
-    };
+    Ok(command)
+}
 
-    let polled = match emulator.note(INIT_TIMEOUT, "first /next poll").await {
-        Ok(Note::Polled(at)) => at,
-        Ok(Note::InitError(body)) => {
-            return Err(fail(format!(
-                "init error: {}",
-                String::from_utf8_lossy(&body)
-            )));
+/// The last lines of the function's log, after `what` went wrong.
+fn with_log_tail(what: String, log: &Path) -> String {
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = output.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    format!("{what}\nfunction log ({}):\n{tail}", log.display())
+}
+
+/// Waits for the function's first `/next` poll: the end of its init.
+async fn await_init(
+    emulator: &mut Emulator,
+    pid: u32,
+    spawned: Instant,
+    ticks: u64,
+) -> Result<Init, String> {
+    let polled = match emulator.note(INIT_TIMEOUT, "first /next poll").await? {
+        Note::Polled(at) => at,
+        Note::InitError(body) => {
+            return Err(format!("init error: {}", String::from_utf8_lossy(&body)));
         }
-        Ok(other) => return Err(fail(format!("unexpected before init: {other:?}"))),
-        Err(e) => return Err(fail(e)),
+        other => return Err(format!("unexpected before init: {other:?}")),
     };
-    result.inits.push(Init {
+    Ok(Init {
         init_ms: ms(spawned, polled),
         init_cpu_s: cpu_ticks(pid).unwrap_or(0) as f64 / ticks as f64,
         init_cpu_ms_precise: cpu_ns(pid).map(|ns| ns as f64 / 1e6),
         rss_kib: status_kib(pid, "VmRSS").unwrap_or(0),
         rss_anon_kib: status_kib(pid, "RssAnon").unwrap_or(0),
         peak_rss_kib: status_kib(pid, "VmHWM").unwrap_or(0),
-    });
+    })
+}
 
-    for invocation in 0..=args.warm {
-        *sequence += 1;
-        let sample = invoke(args, stand, &mut emulator, pid, n, ticks, *sequence)
-            .await
-            .map_err(fail)?;
-        result.samples.push(Sample {
-            cold: invocation == 0,
-            ..sample
-        });
+/// One invocation as the Runtime API sees it.
+struct Exchange {
+    /// When `/next` answered with the event.
+    handed_out: Instant,
+    /// When the function POSTed its response.
+    responded: Instant,
+    body: Bytes,
+}
+
+/// Hands `event` out with a deadline `budget` from now, waits for the
+/// response (at most `response_timeout`) and for the function to poll
+/// `/next` again. An `/error` POST is an error naming what the function said.
+async fn exchange(
+    emulator: &mut Emulator,
+    id: &str,
+    event: String,
+    budget: Duration,
+    response_timeout: Duration,
+) -> Result<Exchange, String> {
+    emulator
+        .events
+        .send(Invocation {
+            id: id.to_owned(),
+            body: event,
+            deadline_ms: unix_millis() + budget.as_millis() as u64,
+        })
+        .map_err(|_| "runtime emulator stopped")?;
+    let handed_out = match emulator.note(INIT_TIMEOUT, "event hand-out").await? {
+        Note::HandedOut(got, at) if got == id => at,
+        other => return Err(format!("expected the hand-out of {id}, got {other:?}")),
+    };
+    let (responded, body) = match emulator.note(response_timeout, "response").await? {
+        Note::Response(got, at, body) if got == id => (at, body),
+        Note::Error(got, at, body) => {
+            return Err(format!(
+                "invocation {got} failed after {:.0} ms: {}",
+                ms(handed_out, at),
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        other => return Err(format!("expected the response to {id}, got {other:?}")),
+    };
+    match emulator.note(REPOLL_TIMEOUT, "next /next poll").await? {
+        Note::Polled(_) => {}
+        other => return Err(format!("expected a /next poll, got {other:?}")),
     }
-    let _ = child.start_kill();
-    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-    drop(limits);
-    let _ = std::fs::remove_file(&log);
-    Ok(())
+    Ok(Exchange {
+        handed_out,
+        responded,
+        body,
+    })
 }
 
 async fn invoke(
@@ -869,33 +1064,18 @@ async fn invoke(
     let cpu_before = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
     let ns_before = cpu_ns(pid);
     let bench_before = cpu_ticks(std::process::id()).unwrap_or(0);
-    emulator
-        .events
-        .send(Invocation {
-            id: id.clone(),
-            body: event.to_string(),
-            deadline_ms: unix_millis() + 120_000,
-        })
-        .map_err(|_| "runtime emulator stopped")?;
-    let handed_out = match emulator.note(INIT_TIMEOUT, "event hand-out").await? {
-        Note::HandedOut(got, at) if got == id => at,
-        other => return Err(format!("expected the hand-out of {id}, got {other:?}")),
-    };
-    let (responded, body) = match emulator.note(INVOKE_TIMEOUT, "response").await? {
-        Note::Response(got, at, body) if got == id => (at, body),
-        Note::Error(got, at, body) => {
-            return Err(format!(
-                "invocation {got} failed after {:.0} ms: {}",
-                ms(handed_out, at),
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        other => return Err(format!("expected the response to {id}, got {other:?}")),
-    };
-    match emulator.note(REPOLL_TIMEOUT, "next /next poll").await? {
-        Note::Polled(_) => {}
-        other => return Err(format!("expected a /next poll, got {other:?}")),
-    }
+    let Exchange {
+        handed_out,
+        responded,
+        body,
+    } = exchange(
+        emulator,
+        &id,
+        event.to_string(),
+        Duration::from_secs(120),
+        INVOKE_TIMEOUT,
+    )
+    .await?;
     let cpu_after = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
     let ns_after = cpu_ns(pid);
     let bench_after = cpu_ticks(std::process::id()).unwrap_or(0);
@@ -967,6 +1147,798 @@ async fn invoke(
         bench_cpu_s: bench_after.saturating_sub(bench_before) as f64 / ticks as f64,
         ..Sample::default()
     })
+}
+
+// ---- drain mode ------------------------------------------------------------
+
+/// The spool bucket of drain mode (in moto).
+const SPOOL_BUCKET: &str = "docker-pulls-bench-spool";
+/// Backlog objects uploaded at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+/// The schedule: a run every five minutes.
+const RUN_INTERVAL_S: i64 = 300;
+
+/// The function's `Timeout` in template.yaml: the deadline Lambda gives.
+fn template_timeout_s() -> Result<u64, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let yaml: serde_norway::Value =
+        serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let timeout = |value: Option<&serde_norway::Value>| value?.get("Timeout")?.as_u64();
+    let functions = yaml
+        .get("Resources")
+        .and_then(serde_norway::Value::as_mapping)
+        .into_iter()
+        .flat_map(|resources| resources.values())
+        .filter(|resource| {
+            resource.get("Type").and_then(serde_norway::Value::as_str)
+                == Some("AWS::Serverless::Function")
+        });
+    for function in functions {
+        if let Some(seconds) = timeout(function.get("Properties")) {
+            return Ok(seconds);
+        }
+    }
+    timeout(yaml.get("Globals").and_then(|g| g.get("Function")))
+        .ok_or_else(|| format!("{}: no Timeout for the function", path.display()))
+}
+
+fn unix_seconds() -> i64 {
+    (unix_millis() / 1000) as i64
+}
+
+fn rfc3339(unix_seconds: i64) -> Result<String, String> {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .map_err(|e| e.to_string())?
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| e.to_string())
+}
+
+/// The time of backlog object `k` (0 is the oldest) of `objects`: five
+/// minutes apart, the newest five minutes before `now`.
+fn backlog_time(now: i64, objects: usize, k: usize) -> Result<RunTime, String> {
+    let at = now - (objects - k) as i64 * RUN_INTERVAL_S;
+    RunTime::parse(&rfc3339(at)?).map_err(|e| e.to_string())
+}
+
+/// The documents of backlog object `k`: one run of `repositories`
+/// repositories at `time` that Elasticsearch did not take, built with the
+/// function's own types so the format cannot drift from what it spools.
+fn backlog_entries(time: &RunTime, repositories: usize, k: usize) -> Vec<BulkEntry> {
+    let index = index_name(DEFAULT_INDEX_PREFIX, time);
+    (1..=repositories)
+        .map(|i| {
+            let i = i as u64;
+            let document = Document {
+                timestamp: *time,
+                stats: RepositoryStats {
+                    namespace: NAMESPACE.into(),
+                    name: format!("repo-{i:05}"),
+                    pull_count: 1_000 * i + k as u64,
+                    star_count: i % 50,
+                    collaborator_count: i % 3,
+                },
+            };
+            BulkEntry::new(&index, &document)
+        })
+        .collect()
+}
+
+/// Every key in the spool bucket, `spool/rejected/` included.
+async fn bucket_keys(s3: &aws_sdk_s3::Client) -> Result<Vec<String>, String> {
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(SPOOL_BUCKET)
+        .into_paginator()
+        .send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            format!(
+                "listing s3://{SPOOL_BUCKET}/: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            )
+        })?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|object| object.key().map(str::to_owned)),
+        );
+    }
+    Ok(keys)
+}
+
+/// Writes the backlog to the spool bucket as the function would have:
+/// `objects` runs, keys from `spool::object_key`, bodies from
+/// `spool::encode_object`. Returns the bytes written.
+async fn upload_backlog(
+    s3: &aws_sdk_s3::Client,
+    now: i64,
+    objects: usize,
+    docs_per_object: usize,
+) -> Result<u64, String> {
+    use futures_util::StreamExt as _;
+    let uploads = futures_util::stream::iter(0..objects)
+        .map(|k| async move {
+            let time = backlog_time(now, objects, k)?;
+            let body = spool::encode_object(&backlog_entries(&time, docs_per_object, k));
+            let bytes = body.len() as u64;
+            let key = spool::object_key(&time);
+            s3.put_object()
+                .bucket(SPOOL_BUCKET)
+                .key(&key)
+                .content_type("application/x-ndjson")
+                .body(body.into())
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "writing s3://{SPOOL_BUCKET}/{key}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    )
+                })?;
+            Ok::<u64, String>(bytes)
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    uploads.into_iter().sum()
+}
+
+/// The next run's time: now, to the second, later than the last run's.
+async fn next_run_time(last: &mut i64) -> Result<String, String> {
+    loop {
+        let now = unix_seconds();
+        if now > *last {
+            *last = now;
+            return rfc3339(now);
+        }
+        tokio::time::sleep(Duration::from_millis(1000 - unix_millis() % 1000)).await;
+    }
+}
+
+/// One run of drain mode.
+#[derive(Debug, Clone, Default)]
+struct DrainRun {
+    /// The run after the spool was empty: what a run costs without a backlog.
+    baseline: bool,
+    /// The summary's `timestamp` and `index`.
+    timestamp: String,
+    index: String,
+    wall_ms: f64,
+    /// From the drain's first S3 request (its listing) to the response.
+    drain_ms: Option<f64>,
+    indexed: u64,
+    already_indexed: u64,
+    drained: u64,
+    spool_backlog: u64,
+    /// Backlog objects gone in this run (the backlog before minus after).
+    objects_drained: u64,
+    spooled: u64,
+    rejected: u64,
+    deferred: u64,
+    failed: u64,
+    summary_bulk_requests: u64,
+    /// `_bulk` requests the fake Elasticsearch received.
+    bulk_requests: usize,
+    bulk_bytes_up: u64,
+    s3_bytes_down: u64,
+    s3_connections: u64,
+    peak_rss_kib: u64,
+    rss_after_kib: u64,
+    rss_anon_kib: u64,
+    cpu_s: f64,
+    cpu_ms_precise: Option<f64>,
+    /// `--lambda-limits`: the memory cgroup's peak and its limit hits.
+    cgroup_peak_bytes: Option<u64>,
+    cgroup_failures: Option<u64>,
+}
+
+impl DrainRun {
+    fn docs_per_s(&self) -> Option<f64> {
+        if self.drained == 0 {
+            return None;
+        }
+        let drain_ms = self.drain_ms.filter(|&ms| ms > 0.0)?;
+        Some(self.drained as f64 / drain_ms * 1000.0)
+    }
+}
+
+/// The services of drain mode: the usual stand, a relay in front of moto's
+/// S3 (timing the drain) and the function's process.
+struct DrainStand<'a> {
+    stand: &'a Stand,
+    s3_relay: &'a Relay,
+    emulator: Emulator,
+    pid: u32,
+    limits: Option<&'a Limits>,
+    budget: Duration,
+    ticks: u64,
+}
+
+impl DrainStand<'_> {
+    async fn invoke(&mut self, time: &str, sequence: u64) -> Result<DrainRun, String> {
+        let stand = self.stand;
+        let pid = self.pid;
+        let id = format!("00000000-0000-4000-8000-{sequence:012}");
+        let event = json!({
+            "version": "0", "id": id, "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012", "time": time,
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/docker-pulls-bench"],
+            "detail": {}
+        });
+        stand.hub.reset_stats();
+        stand.es.clear_requests();
+        for relay in [
+            &stand.hub_relay,
+            &stand.es_relay,
+            &stand.ssm_relay,
+            self.s3_relay,
+        ] {
+            relay.reset();
+        }
+        if !reset_peak_rss(pid) {
+            return Err("cannot reset the peak RSS through /proc/PID/clear_refs".into());
+        }
+        if let Some(limits) = self.limits {
+            limits.reset_memory_peak();
+        }
+        let cpu_before = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
+        let ns_before = cpu_ns(pid);
+        let Exchange {
+            handed_out,
+            responded,
+            body,
+        } = exchange(
+            &mut self.emulator,
+            &id,
+            event.to_string(),
+            self.budget,
+            self.budget + Duration::from_secs(30),
+        )
+        .await?;
+        let cpu_after = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
+        let ns_after = cpu_ns(pid);
+        let summary: Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("response is not JSON ({e}): {body:?}"))?;
+        let count = |key: &str| summary.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let text = |key: &str| {
+            summary
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let s3 = self.s3_relay.stamps();
+        let es = stand.es_relay.stamps();
+        Ok(DrainRun {
+            timestamp: text("timestamp"),
+            index: text("index"),
+            wall_ms: ms(handed_out, responded),
+            drain_ms: span(s3.first_up, Some(responded)),
+            indexed: count("indexed"),
+            already_indexed: count("already_indexed"),
+            drained: count("drained"),
+            spool_backlog: count("spool_backlog"),
+            spooled: count("spooled"),
+            rejected: count("rejected"),
+            deferred: count("deferred"),
+            failed: summary
+                .get("failed")
+                .and_then(Value::as_array)
+                .map_or(0, |f| f.len() as u64),
+            summary_bulk_requests: count("bulk_requests"),
+            bulk_requests: stand.es.bulk_request_count(),
+            bulk_bytes_up: es.bytes_up,
+            s3_bytes_down: s3.bytes_down,
+            s3_connections: s3.connections,
+            peak_rss_kib: status_kib(pid, "VmHWM").unwrap_or(0),
+            rss_after_kib: status_kib(pid, "VmRSS").unwrap_or(0),
+            rss_anon_kib: status_kib(pid, "RssAnon").unwrap_or(0),
+            cpu_s: cpu_after.saturating_sub(cpu_before) as f64 / self.ticks as f64,
+            cpu_ms_precise: ns_before
+                .zip(ns_after)
+                .map(|(before, after)| after.saturating_sub(before) as f64 / 1e6),
+            cgroup_peak_bytes: self.limits.and_then(Limits::memory_peak_bytes),
+            cgroup_failures: self.limits.and_then(Limits::memory_failures),
+            ..DrainRun::default()
+        })
+    }
+}
+
+/// What drain mode measured and checked.
+struct DrainReport {
+    objects: usize,
+    backlog_documents: u64,
+    backlog_bytes: u64,
+    upload_s: f64,
+    timeout_s: u64,
+    init: Init,
+    runs: Vec<DrainRun>,
+    /// `GET docker-pulls-*/_count` at the end, and what it must be.
+    count: u64,
+    expected_count: u64,
+    /// Backlog documents absent, or present with another source.
+    backlog_missing: u64,
+    backlog_altered: u64,
+    /// The runs' own documents absent.
+    own_missing: u64,
+    /// Keys left in the bucket at the end (`spool/rejected/` included).
+    bucket_left: usize,
+    /// Everything that makes the bench fail.
+    problems: Vec<String>,
+}
+
+/// Drain mode: a backlog of `--drain-backlog` objects in the spool bucket,
+/// then scheduled runs of the function until the backlog is gone, and one
+/// more with an empty spool; then every document is checked in the fake
+/// Elasticsearch.
+async fn run_drain(args: &Args, moto: &Moto, ticks: u64) -> Result<DrainReport, String> {
+    let objects = args.drain_objects.unwrap_or(DEFAULT_BACKLOG_OBJECTS);
+    let docs_per_object = args.docs_per_object;
+    let timeout_s = match args.timeout_s {
+        Some(seconds) => seconds,
+        None => template_timeout_s()?,
+    };
+    let stand = Stand::start(args, moto, args.drain_images, &format!("{NAMESPACE}/*")).await?;
+    stand
+        .es
+        .delay_responses(Duration::from_millis(args.es_latency_ms));
+    let s3_relay = Relay::start(moto_addr(moto)?)
+        .await
+        .map_err(|e| format!("relay: {e}"))?;
+    moto.create_bucket(SPOOL_BUCKET).await;
+    let s3 = moto.s3_client().await;
+
+    let now = unix_seconds();
+    eprintln!(
+        "bench: drain: writing a backlog of {objects} objects × {docs_per_object} documents to s3://{SPOOL_BUCKET}/spool/…"
+    );
+    let upload_started = Instant::now();
+    let backlog_bytes = upload_backlog(&s3, now, objects, docs_per_object).await?;
+    let upload_s = upload_started.elapsed().as_secs_f64();
+    let waiting = bucket_keys(&s3).await?.len();
+    if waiting != objects {
+        return Err(format!(
+            "wrote {objects} backlog objects, but the bucket lists {waiting}"
+        ));
+    }
+
+    let emulator = Emulator::start()
+        .await
+        .map_err(|e| format!("runtime emulator: {e}"))?;
+    let name = format!("docker-pulls-bench-{}-drain", std::process::id());
+    let log = std::env::temp_dir().join(format!("{name}.log"));
+    let mut command = function_command(args, emulator.addr, &stand, &log)?;
+    command
+        .env("SPOOL_BUCKET", SPOOL_BUCKET)
+        .env("AWS_ENDPOINT_URL_S3", &s3_relay.url);
+    let limits = if args.lambda_limits {
+        let limits = Limits::create(args.memory_mb, &name)?;
+        limits.apply(&mut command)?;
+        Some(limits)
+    } else {
+        None
+    };
+    let spawned = Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
+    let pid = child.id().ok_or("the function exited at once")?;
+    let fail = |what: String| with_log_tail(what, &log);
+    let mut drain = DrainStand {
+        stand: &stand,
+        s3_relay: &s3_relay,
+        emulator,
+        pid,
+        limits: limits.as_ref(),
+        budget: Duration::from_secs(timeout_s),
+        ticks,
+    };
+    let init = await_init(&mut drain.emulator, pid, spawned, ticks)
+        .await
+        .map_err(fail)?;
+
+    let mut runs: Vec<DrainRun> = Vec::new();
+    let mut problems = Vec::new();
+    let mut backlog = objects as u64;
+    let mut last_time = now;
+    let mut drained_out = false;
+    loop {
+        let time = next_run_time(&mut last_time).await?;
+        let sequence = runs.len() as u64 + 1;
+        let mut run = drain.invoke(&time, sequence).await.map_err(fail)?;
+        run.baseline = drained_out;
+        run.objects_drained = backlog.saturating_sub(run.spool_backlog);
+        backlog = run.spool_backlog;
+        let label = if run.baseline {
+            "after the drain".to_owned()
+        } else {
+            format!("run {sequence}")
+        };
+        eprintln!(
+            "bench: drain: {label}: {} ms, drained {} documents ({} objects), backlog {}, peak RSS {:.1} MiB",
+            run.wall_ms.round(),
+            run.drained,
+            run.objects_drained,
+            run.spool_backlog,
+            run.peak_rss_kib as f64 / 1024.0
+        );
+        if run.failed > 0 || run.deferred > 0 {
+            problems.push(format!(
+                "{label}: {} image(s) failed, {} deferred",
+                run.failed, run.deferred
+            ));
+        }
+        if run.indexed + run.already_indexed != args.drain_images as u64 {
+            problems.push(format!(
+                "{label}: indexed {} of its {} documents",
+                run.indexed + run.already_indexed,
+                args.drain_images
+            ));
+        }
+        if run.spooled > 0 || run.rejected > 0 {
+            problems.push(format!(
+                "{label}: spooled {} and rejected {} documents",
+                run.spooled, run.rejected
+            ));
+        }
+        let baseline = run.baseline;
+        runs.push(run);
+        if baseline {
+            break;
+        }
+        if backlog == 0 {
+            drained_out = true;
+        } else if runs.len() >= args.max_runs {
+            problems.push(format!(
+                "the backlog was not drained in {} runs: {backlog} objects still waiting",
+                runs.len()
+            ));
+            break;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    drop(drain);
+    drop(limits);
+
+    // Nothing lost, nothing duplicated: the index holds exactly the backlog
+    // and every run's own documents, each with its original source.
+    stand.es.delay_responses(Duration::ZERO);
+    let backlog_documents = (objects * docs_per_object) as u64;
+    let expected_count = backlog_documents + runs.len() as u64 * args.drain_images as u64;
+    let count = stand
+        .http
+        .get(format!(
+            "{}/{DEFAULT_INDEX_PREFIX}-*/_count",
+            stand.es.url()
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("_count: {e}"))?
+        .json::<Value>()
+        .await
+        .map_err(|e| format!("_count: {e}"))?
+        .get("count")
+        .and_then(Value::as_u64)
+        .ok_or("_count: no count in the answer")?;
+    if count != expected_count {
+        problems.push(format!(
+            "{DEFAULT_INDEX_PREFIX}-*/_count is {count}, expected {expected_count} ({backlog_documents} backlog + {} runs × {} own documents)",
+            runs.len(),
+            args.drain_images
+        ));
+    }
+    let drained: u64 = runs.iter().map(|r| r.drained).sum();
+    if drained != backlog_documents {
+        problems.push(format!(
+            "the runs report {drained} documents drained, the backlog had {backlog_documents}"
+        ));
+    }
+    let (mut backlog_missing, mut backlog_altered) = (0, 0);
+    for k in 0..objects {
+        let time = backlog_time(now, objects, k)?;
+        for entry in backlog_entries(&time, docs_per_object, k) {
+            match stand.es.document(&entry.index, &entry.id) {
+                None => backlog_missing += 1,
+                Some(source) => {
+                    if serde_json::from_str::<Value>(&entry.source).ok() != Some(source) {
+                        backlog_altered += 1;
+                    }
+                }
+            }
+        }
+    }
+    if backlog_missing + backlog_altered > 0 {
+        problems.push(format!(
+            "{backlog_missing} backlog documents missing and {backlog_altered} altered in Elasticsearch"
+        ));
+    }
+    let mut own_missing = 0;
+    for run in &runs {
+        for i in 1..=args.drain_images {
+            let id = format!("{NAMESPACE}/repo-{i:05}@{}", run.timestamp);
+            if stand.es.document(&run.index, &id).is_none() {
+                own_missing += 1;
+            }
+        }
+    }
+    if own_missing > 0 {
+        problems.push(format!(
+            "{own_missing} of the runs' own documents missing in Elasticsearch"
+        ));
+    }
+    let left = bucket_keys(&s3).await?;
+    if !left.is_empty() {
+        problems.push(format!(
+            "{} objects left in s3://{SPOOL_BUCKET}/, first {}",
+            left.len(),
+            left[0]
+        ));
+    }
+    if problems.is_empty() {
+        let _ = std::fs::remove_file(&log);
+    } else {
+        problems.push(format!("function log: {}", log.display()));
+    }
+    Ok(DrainReport {
+        objects,
+        backlog_documents,
+        backlog_bytes,
+        upload_s,
+        timeout_s,
+        init,
+        runs,
+        count,
+        expected_count,
+        backlog_missing,
+        backlog_altered,
+        own_missing,
+        bucket_left: left.len(),
+        problems,
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// The report's totals over the drain runs (the baseline run excluded).
+fn drain_totals(args: &Args, report: &DrainReport) -> Value {
+    let draining: Vec<&DrainRun> = report.runs.iter().filter(|r| !r.baseline).collect();
+    let drained: u64 = draining.iter().map(|r| r.drained).sum();
+    let drain_ms: f64 = draining.iter().filter_map(|r| r.drain_ms).sum();
+    let wall_ms: f64 = draining.iter().map(|r| r.wall_ms).sum();
+    let peak_rss_kib = draining.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    let cgroup_peak = draining.iter().filter_map(|r| r.cgroup_peak_bytes).max();
+    let drained_out = report.runs.last().is_some_and(|r| r.baseline);
+    json!({
+        "drained": drained_out,
+        "runs_to_drain": draining.len(),
+        "objects_per_run": round1(report.objects as f64 / draining.len().max(1) as f64),
+        "documents_drained": drained,
+        "drain_s": round1(drain_ms / 1000.0),
+        "wall_s": round1(wall_ms / 1000.0),
+        "documents_per_s": (drain_ms > 0.0).then(|| (drained as f64 / drain_ms * 1000.0).round()),
+        "objects_per_s": (drain_ms > 0.0).then(|| round1(report.objects as f64 / drain_ms * 1000.0)),
+        "bulk_requests": draining.iter().map(|r| r.bulk_requests).sum::<usize>(),
+        "peak_rss_mib_max": round1(peak_rss_kib as f64 / 1024.0),
+        "peak_rss_share_of_memory": (peak_rss_kib as f64 / 1024.0 / f64::from(args.memory_mb) * 1000.0).round() / 1000.0,
+        "cgroup_peak_mib_max": cgroup_peak.map(|b| round1(mib(b))),
+        "cpu_s": draining.iter().map(|r| r.cpu_s).sum::<f64>(),
+    })
+}
+
+fn drain_table(report: &DrainReport) -> String {
+    let limited = report.runs.iter().any(|r| r.cgroup_peak_bytes.is_some());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| run | wall ms | drain ms | own docs | drained docs | objects drained | backlog after | docs/s drained | _bulk | peak RSS MiB | RSS after MiB (anon) | CPU s (schedstat ms) | S3 MiB read |{}",
+        if limited { " cgroup peak MiB |" } else { "" }
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        if limited { "---:|" } else { "" }
+    );
+    for (i, run) in report.runs.iter().enumerate() {
+        let label = if run.baseline {
+            "after (empty spool)".to_owned()
+        } else {
+            format!("{}{}", i + 1, if i == 0 { " (cold)" } else { "" })
+        };
+        let optional =
+            |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} ({:.1}) | {:.2} ({}) | {:.1} |{}",
+            run.wall_ms,
+            optional(run.drain_ms, 0),
+            run.indexed + run.already_indexed,
+            run.drained,
+            run.objects_drained,
+            run.spool_backlog,
+            optional(run.docs_per_s(), 0),
+            run.bulk_requests,
+            run.peak_rss_kib as f64 / 1024.0,
+            run.rss_after_kib as f64 / 1024.0,
+            run.rss_anon_kib as f64 / 1024.0,
+            run.cpu_s,
+            optional(run.cpu_ms_precise, 0),
+            mib(run.s3_bytes_down),
+            if limited {
+                format!(" {} |", optional(run.cgroup_peak_bytes.map(mib), 1))
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
+fn drain_run_json(run: &DrainRun) -> Value {
+    json!({
+        "baseline": run.baseline,
+        "timestamp": run.timestamp,
+        "wall_ms": round1(run.wall_ms),
+        "drain_ms": run.drain_ms.map(round1),
+        "own_documents": run.indexed + run.already_indexed,
+        "drained": run.drained,
+        "objects_drained": run.objects_drained,
+        "spool_backlog": run.spool_backlog,
+        "documents_per_s": run.docs_per_s().map(f64::round),
+        "bulk_requests": run.bulk_requests,
+        "summary_bulk_requests": run.summary_bulk_requests,
+        "bulk_body_mib": round1(mib(run.bulk_bytes_up)),
+        "s3_mib_received": round1(mib(run.s3_bytes_down)),
+        "s3_connections_opened": run.s3_connections,
+        "peak_rss_mib": round1(run.peak_rss_kib as f64 / 1024.0),
+        "rss_after_mib": round1(run.rss_after_kib as f64 / 1024.0),
+        "rss_anon_after_mib": round1(run.rss_anon_kib as f64 / 1024.0),
+        "cpu_s": run.cpu_s,
+        "cpu_ms_schedstat": run.cpu_ms_precise.map(round1),
+        "cgroup_peak_mib": run.cgroup_peak_bytes.map(|b| round1(mib(b))),
+        "cgroup_memory_failcnt": run.cgroup_failures,
+    })
+}
+
+/// Runs drain mode, prints its table and JSON; fails when the function did or
+/// when a document was lost or duplicated.
+async fn drain_main(args: &Args, moto: &Moto, ticks: u64) -> ExitCode {
+    let report = match run_drain(args, moto, ticks).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("bench: drain: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let totals = drain_totals(args, &report);
+    let machine = machine();
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "\ndocker-pulls drain benchmark — {} on {} × {} (shared cores: function, fakes, moto and this bench)",
+        machine["date"].as_str().unwrap_or(""),
+        machine["nproc"],
+        machine["cpu"].as_str().unwrap_or("")
+    );
+    let _ = writeln!(
+        text,
+        "backlog: {} objects × {} documents = {} documents ({:.1} MiB of NDJSON, written in {:.1} s), 5 minutes apart; \
+         each run: {} repositories (bench/*), Hub latency {} ms, Elasticsearch latency {} ms, deadline {} s{}",
+        report.objects,
+        args.docs_per_object,
+        report.backlog_documents,
+        mib(report.backlog_bytes),
+        report.upload_s,
+        args.drain_images,
+        args.latency_ms,
+        args.es_latency_ms,
+        report.timeout_s,
+        if args.timeout_s.is_none() {
+            " (template.yaml Timeout)"
+        } else {
+            ""
+        }
+    );
+    if args.lambda_limits {
+        let _ = writeln!(
+            text,
+            "function limited like a {} MB Lambda: {:.1} % of one CPU (cgroup cpu quota), {} MiB memory",
+            args.memory_mb,
+            f64::from(args.memory_mb) / MB_PER_VCPU * 100.0,
+            args.memory_mb
+        );
+    }
+    let _ = writeln!(
+        text,
+        "init {:.1} ms, RSS after init {:.1} MiB\n",
+        report.init.init_ms,
+        report.init.rss_kib as f64 / 1024.0
+    );
+    text.push_str(&drain_table(&report));
+    let _ = writeln!(
+        text,
+        "\ndrained in {} run(s) ({} objects a run); {} documents in {} s of draining = {} documents/s; \
+         peak RSS while draining {} MiB = {} of {} MiB",
+        totals["runs_to_drain"],
+        totals["objects_per_run"],
+        totals["documents_drained"],
+        totals["drain_s"],
+        totals["documents_per_s"],
+        totals["peak_rss_mib_max"],
+        totals["peak_rss_share_of_memory"],
+        args.memory_mb
+    );
+    let _ = writeln!(
+        text,
+        "{DEFAULT_INDEX_PREFIX}-*/_count {} (expected {}); backlog documents missing {}, altered {}; own documents missing {}; objects left in the bucket {}",
+        report.count,
+        report.expected_count,
+        report.backlog_missing,
+        report.backlog_altered,
+        report.own_missing,
+        report.bucket_left
+    );
+    println!("{text}");
+    let json = json!({
+        "machine": machine,
+        "mode": "drain",
+        "config": {
+            "backlog_objects": report.objects,
+            "docs_per_object": args.docs_per_object,
+            "images_per_run": args.drain_images,
+            "latency_ms": args.latency_ms,
+            "es_latency_ms": args.es_latency_ms,
+            "hub_concurrency": args.concurrency,
+            "timeout_s": report.timeout_s,
+            "max_runs": args.max_runs,
+            "memory_mb": args.memory_mb,
+            "env": args.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "lambda_limits": args.lambda_limits.then(|| json!({
+                "cpu_share": f64::from(args.memory_mb) / MB_PER_VCPU,
+                "memory_limit_mb": args.memory_mb,
+            })),
+        },
+        "binary": binary_info(&args.binary),
+        "backlog": {
+            "objects": report.objects,
+            "documents": report.backlog_documents,
+            "mib": round1(mib(report.backlog_bytes)),
+            "upload_s": round1(report.upload_s),
+        },
+        "init": {
+            "init_ms": round1(report.init.init_ms),
+            "rss_mib": round1(report.init.rss_kib as f64 / 1024.0),
+        },
+        "runs": report.runs.iter().map(drain_run_json).collect::<Vec<_>>(),
+        "totals": totals,
+        "check": {
+            "count": report.count,
+            "expected_count": report.expected_count,
+            "backlog_missing": report.backlog_missing,
+            "backlog_altered": report.backlog_altered,
+            "own_missing": report.own_missing,
+            "bucket_left": report.bucket_left,
+            "problems": report.problems,
+        },
+    });
+    println!("{json}");
+    if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for problem in &report.problems {
+            eprintln!("bench: drain: {problem}");
+        }
+        ExitCode::FAILURE
+    }
 }
 
 // ---- report --------------------------------------------------------------
@@ -1177,6 +2149,9 @@ async fn main() -> ExitCode {
     let ticks = clock_ticks_per_second();
     eprintln!("bench: starting moto…");
     let moto = Moto::start().await;
+    if args.drain_objects.is_some() {
+        return drain_main(&args, &moto, ticks).await;
+    }
 
     let mut rows = Vec::new();
     let mut sequence = 0;
