@@ -1216,7 +1216,7 @@ fn backlog_entries(time: &RunTime, repositories: usize, k: usize) -> Vec<BulkEnt
                     name: format!("repo-{i:05}"),
                     pull_count: 1_000 * i + k as u64,
                     star_count: i % 50,
-                    collaborator_count: i % 3,
+                    collaborator_count: Some(i % 3),
                 },
             };
             BulkEntry::new(&index, &document)
