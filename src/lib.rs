@@ -17,6 +17,7 @@
 //! - [`local`]: the one-shot command-line mode
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
+//! - [`tls`]: the root certificates every HTTPS client trusts, loaded once
 //! - [`aws_error`]: AWS SDK errors (SSM, S3) in words a person can act on
 //! - [`error`]: what fails an invocation
 //! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
@@ -36,6 +37,7 @@ pub mod retry;
 pub mod run;
 pub mod setup;
 pub mod spool;
+pub mod tls;
 
 pub use error::Error;
 
@@ -44,10 +46,14 @@ pub const USER_AGENT: &str = concat!("docker-pulls/", env!("CARGO_PKG_VERSION"))
 
 /// The HTTP client shared by Docker Hub and Elasticsearch calls for the life
 /// of the process, so connections are kept alive between requests and runs.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// It trusts the process's [`tls::TrustedRoots`], the same set the AWS SDK's
+/// client gets, so no system certificate store is read.
+pub fn http_client() -> Result<reqwest::Client, tls::TlsError> {
+    tls::TrustedRoots::shared()?
+        .reqwest_builder()?
         .user_agent(USER_AGENT)
         .connect_timeout(std::time::Duration::from_secs(5))
         .pool_idle_timeout(std::time::Duration::from_secs(50))
         .build()
+        .map_err(tls::TlsError::Client)
 }
