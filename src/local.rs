@@ -212,7 +212,13 @@ async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Res
         .as_ref()
         .map(|dir| Arc::new(DirSpool::new(dir)) as Arc<dyn SpoolStore>);
     if options.ssm {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws =
+            crate::tls::aws_sdk_config()
+                .await
+                .map_err(|error| Error::InvalidEnvironment {
+                    name: "SSL_CERT_FILE",
+                    reason: error.to_string(),
+                })?;
         let store = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
         let mut job = Job::new(SsmSettings::new(store, env.ssm_prefix.clone()), hub, http)
             .with_max_event_age(env.max_event_age);

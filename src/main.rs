@@ -43,15 +43,10 @@ async fn main() -> ExitCode {
         Err(error) => return fail(error),
     };
     // The same root certificates as `http`: the system store is not read.
-    let roots = docker_pulls::tls::TrustedRoots::shared();
-    let aws_http = match roots.and_then(|roots| roots.aws_http_client()) {
-        Ok(client) => client,
+    let aws = match docker_pulls::tls::aws_sdk_config().await {
+        Ok(aws) => aws,
         Err(error) => return fail(error),
     };
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(aws_http)
-        .load()
-        .await;
     let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
     let mut job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http)
         .with_max_event_age(env.max_event_age);

@@ -210,6 +210,17 @@ fn pem_bundle(certs: &[CertificateDer<'_>]) -> Vec<u8> {
     out
 }
 
+/// The AWS SDK configuration of the process (SSM and S3 share it): the
+/// standard environment and credentials chain, with an HTTPS client that
+/// trusts [`TrustedRoots::shared`] rather than reading the system store again.
+pub async fn aws_sdk_config() -> Result<aws_config::SdkConfig, TlsError> {
+    let http = TrustedRoots::shared()?.aws_http_client()?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
