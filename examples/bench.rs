@@ -7,7 +7,9 @@
 //!     [--sizes 100,1000,5000] [--latency-ms 50] [--concurrency 32] \
 //!     [--processes 3] [--warm 3] [--images listing|event] [--pipeline NAME] \
 //!     [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE]… \
-//!     [--lambda target/lambda/docker-pulls/bootstrap]
+//!     [--lambda target/lambda/docker-pulls/bootstrap] \
+//!     [--namespace-counts details|listing] [--rate-limit 180] \
+//!     [--timeout-s TEMPLATE_TIMEOUT] [--cover [--max-runs 50]]
 //! ```
 //!
 //! For each size N it starts a fresh fake Docker Hub with N synthetic
@@ -31,6 +33,22 @@
 //!   documents in the index (`_count`), TCP connections opened;
 //!
 //! and per process the init time (spawn → first `/next` poll) and its CPU.
+//! Each invocation's deadline is template.yaml's `Timeout` (`--timeout-s`
+//! overrides), and the function gets `MAX_EVENT_AGE` of ten years so that
+//! the events' past times, five minutes apart, are kept: the function
+//! rotates its repository list by the event's time.
+//!
+//! `--namespace-counts listing` stores `dockerhub/namespace_counts` =
+//! `listing` (counts from the listing pages, 100 repositories a request;
+//! default `details`). `--rate-limit R` gives the fake Hub Docker Hub's API
+//! rate limit, R requests per fixed one-minute window with `X-RateLimit-*`
+//! on every answer and the API's 429 past it; a fresh window starts before
+//! each run, as the five minutes between two scheduled runs would. Per run
+//! the summary's `deferred`, `hub_requests`, `hub_rate_limited` and
+//! `bulk_requests`, the 429s the fake served, and which repositories got a
+//! document are recorded; `--cover` keeps invoking (after the warm runs, at
+//! most `--max-runs` runs) until every repository has had a document once:
+//! how many runs the rotation needs.
 //!
 //! `--lambda-limits` (root, cgroup v1) runs the function with the CPU share
 //! Lambda gives `--memory-mb` (memory / 1,769 MB of one vCPU: 7.2 % at 128 MB)
@@ -88,7 +106,9 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: bench [--binary PATH] [--sizes 100,1000,5000] [--latency-ms 50] \
                      [--concurrency 32] [--processes 3] [--warm 3] [--images listing|event] \
-                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE] [--lambda BOOTSTRAP]\n\
+                     [--pipeline none|NAME] [--memory-mb 128] [--lambda-limits] [--env KEY=VALUE] [--lambda BOOTSTRAP] \
+                     [--namespace-counts details|listing] [--rate-limit PER_MINUTE] [--timeout-s TEMPLATE_TIMEOUT] \
+                     [--cover [--max-runs 50]]\n\
                      drain mode: bench --drain [--drain-backlog 288] [--docs-per-object 1000] [--drain-images 10] \
                      [--timeout-s TEMPLATE_TIMEOUT] [--max-runs 50] [--es-latency-ms 0] [--latency-ms 50] [--lambda-limits]";
 
@@ -103,6 +123,12 @@ const PAGE_SIZE: usize = 100;
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
 const REPOLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Docker Hub's rate-limit window ("per minute").
+const RATE_LIMIT_WINDOW: Duration = Duration::from_secs(60);
+/// `MAX_EVENT_AGE` for the function: the bench's event times are in the
+/// past (five minutes apart, so each run rotates on), and must be taken as
+/// they are rather than replaced by the time of the run.
+const BENCH_MAX_EVENT_AGE_S: u64 = 10 * 365 * 86_400;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -136,6 +162,15 @@ struct Args {
     /// Drain mode: the fake Elasticsearch answers every request this late,
     /// like a real cluster's `_bulk` round trip.
     es_latency_ms: u64,
+    /// `dockerhub/namespace_counts` in SSM: `details` or `listing`.
+    namespace_counts: String,
+    /// Docker Hub's API rate limit: this many requests per fixed window of
+    /// a minute (`--rate-limit 180`); a new window starts before each run,
+    /// as the five minutes between two scheduled runs would.
+    rate_limit: Option<u32>,
+    /// Keep invoking each process until every repository has had a
+    /// document (or `max_runs` runs): how many runs the rotation needs.
+    cover: bool,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -159,6 +194,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         timeout_s: None,
         max_runs: 50,
         es_latency_ms: 0,
+        namespace_counts: "details".into(),
+        rate_limit: None,
+        cover: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -203,6 +241,20 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("timeout-s") => args.timeout_s = Some(parser.value()?.parse()?),
             Long("max-runs") => args.max_runs = parser.value()?.parse()?,
             Long("es-latency-ms") => args.es_latency_ms = parser.value()?.parse()?,
+            Long("namespace-counts") => {
+                args.namespace_counts = match parser.value()?.string()?.as_str() {
+                    mode @ ("details" | "listing") => mode.to_owned(),
+                    other => {
+                        return Err(
+                            format!("--namespace-counts {other:?}: details or listing").into()
+                        );
+                    }
+                }
+            }
+            Long("rate-limit") => {
+                args.rate_limit = Some(parser.value()?.parse::<u32>()?).filter(|&r| r > 0);
+            }
+            Long("cover") => args.cover = true,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -722,6 +774,9 @@ impl Stand {
             .map_err(|e| format!("fake Docker Hub: {e}"))?;
         hub.add_synthetic_repos(NAMESPACE, repositories);
         hub.set_latency(Duration::from_millis(args.latency_ms));
+        if let Some(limit) = args.rate_limit {
+            hub.limit_requests(limit, RATE_LIMIT_WINDOW);
+        }
         let es = FakeEs::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| format!("fake Elasticsearch: {e}"))?;
@@ -739,6 +794,7 @@ impl Stand {
             ("images", images),
             ("elasticsearch/url", stand.es_relay.url.as_str()),
             ("elasticsearch/pipeline", args.pipeline.as_str()),
+            ("dockerhub/namespace_counts", args.namespace_counts.as_str()),
         ] {
             moto.put(
                 &format!("{SSM_PREFIX}/{name}"),
@@ -787,6 +843,20 @@ struct Sample {
     indexed: u64,
     failed: u64,
     bench_cpu_s: f64,
+    /// The summary's `deferred`, `hub_requests`, `hub_rate_limited` and
+    /// `bulk_requests`.
+    deferred: u64,
+    summary_hub_requests: u64,
+    summary_rate_limited: u64,
+    summary_bulk_requests: u64,
+    /// 429s the fake Hub answered in this run.
+    hub_429: u64,
+    /// The run's deadline, in seconds from the hand-out.
+    budget_s: u64,
+    /// Repositories with a document in this run, and with one in this or an
+    /// earlier run of the process.
+    repositories: Vec<String>,
+    covered_so_far: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -878,15 +948,38 @@ async fn run_process(
         .map_err(fail)?;
     result.inits.push(init);
 
-    for invocation in 0..=args.warm {
+    let mut covered = std::collections::BTreeSet::new();
+    let mut invocation = 0;
+    loop {
+        let more = if args.cover {
+            (covered.len() < n || invocation <= args.warm) && invocation < args.max_runs.max(1)
+        } else {
+            invocation <= args.warm
+        };
+        if !more {
+            break;
+        }
         *sequence += 1;
         let sample = invoke(args, stand, &mut emulator, pid, n, ticks, *sequence)
             .await
             .map_err(fail)?;
+        covered.extend(sample.repositories.iter().cloned());
+        eprintln!(
+            "bench: N={n} run {}: wall {:.0} ms, {} documents, {} deferred, {} Hub requests, {} 429s, covered {}/{n}",
+            invocation + 1,
+            sample.wall_ms,
+            sample.documents,
+            sample.deferred,
+            sample.summary_hub_requests,
+            sample.hub_429,
+            covered.len()
+        );
         result.samples.push(Sample {
             cold: invocation == 0,
+            covered_so_far: covered.len(),
             ..sample
         });
+        invocation += 1;
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -930,6 +1023,7 @@ fn function_command(
         .env("AWS_REGION", "us-east-1")
         .env("DOCKER_HUB_URL", &stand.hub_relay.url)
         .env("HUB_CONCURRENCY", args.concurrency.to_string())
+        .env("MAX_EVENT_AGE", BENCH_MAX_EVENT_AGE_S.to_string())
         .envs(args.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -1054,6 +1148,10 @@ async fn invoke(
     };
 
     stand.hub.reset_stats();
+    // A scheduled run starts five minutes after the last: a fresh window.
+    stand.hub.next_window();
+    let rejected_before = stand.hub.rate_limited();
+    let budget_s = args.timeout_s.unwrap_or(120);
     stand.es.clear_requests();
     for relay in [&stand.hub_relay, &stand.es_relay, &stand.ssm_relay] {
         relay.reset();
@@ -1072,8 +1170,8 @@ async fn invoke(
         emulator,
         &id,
         event.to_string(),
-        Duration::from_secs(120),
-        INVOKE_TIMEOUT,
+        Duration::from_secs(budget_s),
+        INVOKE_TIMEOUT.max(Duration::from_secs(budget_s + 60)),
     )
     .await?;
     let cpu_after = cpu_ticks(pid).ok_or("cannot read /proc/PID/stat")?;
@@ -1107,6 +1205,13 @@ async fn invoke(
         .get("count")
         .and_then(Value::as_u64)
         .unwrap_or(0);
+    let repositories: Vec<String> = stand
+        .es
+        .documents(INDEX)
+        .into_iter()
+        .filter_map(|(id, _)| Some(id.split_once('@')?.0.to_owned()))
+        .collect();
+    let hub_429 = stand.hub.rate_limited().saturating_sub(rejected_before);
     // Keeps the fake's memory flat across invocations.
     let _ = stand
         .http
@@ -1145,6 +1250,13 @@ async fn invoke(
         indexed: count("indexed"),
         failed,
         bench_cpu_s: bench_after.saturating_sub(bench_before) as f64 / ticks as f64,
+        deferred: count("deferred"),
+        summary_hub_requests: count("hub_requests"),
+        summary_rate_limited: count("hub_rate_limited"),
+        summary_bulk_requests: count("bulk_requests"),
+        hub_429,
+        budget_s,
+        repositories,
         ..Sample::default()
     })
 }
@@ -1969,6 +2081,8 @@ struct Bounds {
     fetch_ms: f64,
     listing_ms: f64,
     listing_pages: usize,
+    /// Hub requests a run needs for every repository.
+    requests: usize,
 }
 
 fn bounds(args: &Args, n: usize) -> Bounds {
@@ -1978,11 +2092,29 @@ fn bounds(args: &Args, n: usize) -> Bounds {
     } else {
         n.div_ceil(PAGE_SIZE)
     };
+    // In listing mode the pages carry the counts: no repository requests.
+    let fetched = if listing_mode(args) { 0 } else { n };
     Bounds {
-        fetch_ms: n.div_ceil(args.concurrency.max(1)) as f64 * latency,
+        fetch_ms: fetched.div_ceil(args.concurrency.max(1)) as f64 * latency,
         listing_ms: listing_pages as f64 * latency,
         listing_pages,
+        requests: fetched + listing_pages,
     }
+}
+
+/// `dockerhub/namespace_counts = listing` with `bench/*` in SSM.
+fn listing_mode(args: &Args) -> bool {
+    args.namespace_counts == "listing" && !args.images_in_event
+}
+
+/// The requests Docker Hub's rate limit admits in a run of `wall_ms`: the
+/// limit for each window the run reached (the first starts with the run).
+fn rate_limit_bound(args: &Args, wall_ms: f64) -> Option<f64> {
+    let limit = f64::from(args.rate_limit?);
+    let windows = (wall_ms / RATE_LIMIT_WINDOW.as_millis() as f64)
+        .ceil()
+        .max(1.0);
+    Some(limit * windows)
 }
 
 fn summarize(args: &Args, result: &SizeResult, samples: &[&Sample]) -> Value {
@@ -2024,6 +2156,15 @@ fn summarize(args: &Args, result: &SizeResult, samples: &[&Sample]) -> Value {
         "documents_indexed": med(s, |x| Some(x.documents as f64)),
         "summary_indexed": med(s, |x| Some(x.indexed as f64)),
         "failed": max_of(s, |x| x.failed as f64),
+        "deferred": med(s, |x| Some(x.deferred as f64)),
+        "deferred_max": max_of(s, |x| x.deferred as f64),
+        "summary_hub_requests": med(s, |x| Some(x.summary_hub_requests as f64)),
+        "summary_hub_requests_max": max_of(s, |x| x.summary_hub_requests as f64),
+        "hub_rate_limited": max_of(s, |x| x.summary_rate_limited as f64),
+        "hub_429_served": max_of(s, |x| x.hub_429 as f64),
+        "summary_bulk_requests": max_of(s, |x| x.summary_bulk_requests as f64),
+        "rate_limit_bound": med(s, |x| rate_limit_bound(args, x.wall_ms)),
+        "budget_s": max_of(s, |x| x.budget_s as f64),
     })
 }
 
@@ -2068,17 +2209,74 @@ fn fmt(v: &Value, key: &str, digits: usize) -> String {
     }
 }
 
-fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
+/// One row of the result: N, cold and warm summaries, init, every run.
+type Row = (usize, Value, Value, Value, Vec<Value>);
+
+/// One invocation's figures, for the per-run table and the JSON.
+fn run_json(args: &Args, n: usize, sample: &Sample) -> Value {
+    json!({
+        "cold": sample.cold,
+        "wall_ms": (sample.wall_ms * 10.0).round() / 10.0,
+        "budget_s": sample.budget_s,
+        "documents": sample.documents,
+        "deferred": sample.deferred,
+        "hub_requests": sample.summary_hub_requests,
+        "hub_rate_limited": sample.summary_rate_limited,
+        "hub_429_served": sample.hub_429,
+        "rate_limit_bound": rate_limit_bound(args, sample.wall_ms),
+        "bulk_requests": sample.summary_bulk_requests,
+        "peak_rss_mib": round1(sample.peak_rss_kib as f64 / 1024.0),
+        "cpu_s": sample.cpu_s,
+        "covered_so_far": sample.covered_so_far,
+        "covered_all": sample.covered_so_far >= n,
+    })
+}
+
+fn runs_table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| N | run | wall ms | bound ms (fetch / +listing) | ratio (fetch / +listing) | SSM ms | listing span ms | repos ms | bulk ms | peak RSS MiB | CPU s (schedstat ms) | Hub requests (repo+listing / expected) | max in flight | _bulk | docs |"
+        "\n| N | run | wall ms | docs | deferred | Hub requests (summary) | ÷ rate-limit bound | 429s (summary / fake) | _bulk | peak RSS MiB | covered so far |"
     );
     let _ = writeln!(
         out,
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for (n, cold, warm, _) in rows {
+    for (n, _, _, _, runs) in rows {
+        for (k, r) in runs.iter().enumerate() {
+            let requests = r["hub_requests"].as_f64().unwrap_or(0.0);
+            let ratio = r["rate_limit_bound"]
+                .as_f64()
+                .map_or("-".into(), |b| format!("{:.2}", requests / b));
+            let _ = writeln!(
+                out,
+                "| {n} | {} | {} | {} | {} | {requests:.0} | {ratio} | {} / {} | {} | {} | {} / {n} |",
+                k + 1,
+                fmt(r, "wall_ms", 0),
+                r["documents"],
+                r["deferred"],
+                r["hub_rate_limited"],
+                r["hub_429_served"],
+                r["bulk_requests"],
+                fmt(r, "peak_rss_mib", 1),
+                r["covered_so_far"],
+            );
+        }
+    }
+    out
+}
+
+fn table(args: &Args, rows: &[Row]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| N | run | wall ms | bound ms (fetch / +listing) | ratio (fetch / +listing) | SSM ms | listing span ms | repos ms | bulk ms | peak RSS MiB | CPU s (schedstat ms) | Hub requests (repo+listing / expected) | max in flight | _bulk | docs | deferred | 429s |"
+    );
+    let _ = writeln!(
+        out,
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (n, cold, warm, _, _) in rows {
         let b = bounds(args, *n);
         for (label, v) in [("cold", cold), ("warm", warm)] {
             if v.get("samples").and_then(Value::as_u64).unwrap_or(0) == 0 {
@@ -2089,7 +2287,7 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
                 + v["hub_auth_requests"].as_f64().unwrap_or(0.0);
             let _ = writeln!(
                 out,
-                "| {n} | {label} (median of {}) | {} | {:.0} / {:.0} | {} / {} | {} | {} | {} | {} | {} (max {}) | {} ({}) | {requests:.0} / {} | {} | {} | {} |",
+                "| {n} | {label} (median of {}) | {} | {:.0} / {:.0} | {} / {} | {} | {} | {} | {} | {} (max {}) | {} ({}) | {requests:.0} / {} | {} | {} | {} | {} | {} |",
                 v["samples"],
                 fmt(v, "wall_ms", 0),
                 b.fetch_ms,
@@ -2104,10 +2302,12 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
                 fmt(v, "peak_rss_mib_max", 1),
                 fmt(v, "cpu_s", 2),
                 fmt(v, "cpu_ms_schedstat", 0),
-                n + b.listing_pages,
+                b.requests,
                 fmt(v, "hub_max_in_flight", 0),
                 fmt(v, "bulk_requests", 0),
                 fmt(v, "documents_indexed", 0),
+                fmt(v, "deferred", 0),
+                fmt(v, "hub_429_served", 0),
             );
         }
     }
@@ -2116,7 +2316,7 @@ fn table(args: &Args, rows: &[(usize, Value, Value, Value)]) -> String {
         "\n| N | init ms (median, max) | init CPU ms (schedstat) | RSS after init MiB (anonymous) |"
     );
     let _ = writeln!(out, "|---:|---:|---:|---:|");
-    for (n, _, _, init) in rows {
+    for (n, _, _, init, _) in rows {
         let _ = writeln!(
             out,
             "| {n} | {} ({}) | {} | {} ({}) |",
@@ -2152,6 +2352,16 @@ async fn main() -> ExitCode {
     if args.drain_objects.is_some() {
         return drain_main(&args, &moto, ticks).await;
     }
+    let mut args = args;
+    if args.timeout_s.is_none() {
+        match template_timeout_s() {
+            Ok(seconds) => args.timeout_s = Some(seconds),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
 
     let mut rows = Vec::new();
     let mut sequence = 0;
@@ -2180,11 +2390,17 @@ async fn main() -> ExitCode {
             "rss_anon_mib": med(inits, |i| Some(i.rss_anon_kib as f64 / 1024.0)),
             "peak_rss_mib": med(inits, |i| Some(i.peak_rss_kib as f64 / 1024.0)),
         });
+        let runs: Vec<Value> = result
+            .samples
+            .iter()
+            .map(|sample| run_json(&args, n, sample))
+            .collect();
         let row = (
             n,
             summarize(&args, &result, &cold),
             summarize(&args, &result, &warm),
             init,
+            runs,
         );
         eprintln!(
             "bench: N={n}: warm wall {} ms, peak RSS {} MiB, CPU {} s",
@@ -2210,9 +2426,14 @@ async fn main() -> ExitCode {
     );
     let _ = writeln!(
         text,
-        "Hub latency {} ms, HUB_CONCURRENCY {}, images {}, pipeline {:?}, {} process(es) × (1 cold + {} warm)",
+        "Hub latency {} ms, HUB_CONCURRENCY {}, dockerhub/namespace_counts {}, rate limit {}, deadline {} s, images {}, pipeline {:?}, {} process(es) × (1 cold + {} warm){}",
         args.latency_ms,
         args.concurrency,
+        args.namespace_counts,
+        args.rate_limit.map_or("none".into(), |r| format!(
+            "{r} per minute (fixed windows, a fresh one per run)"
+        )),
+        args.timeout_s.unwrap_or(0),
         if args.images_in_event {
             "named in the event (no listing)"
         } else {
@@ -2220,7 +2441,12 @@ async fn main() -> ExitCode {
         },
         args.pipeline,
         args.processes,
-        args.warm
+        args.warm,
+        if args.cover {
+            ", then until every repository had a document"
+        } else {
+            ""
+        }
     );
     if args.lambda_limits {
         let _ = writeln!(
@@ -2237,6 +2463,7 @@ async fn main() -> ExitCode {
         args.concurrency, args.latency_ms, args.latency_ms
     );
     text.push_str(&table(&args, &rows));
+    text.push_str(&runs_table(&rows));
     for b in &binaries {
         let _ = writeln!(
             text,
@@ -2259,6 +2486,10 @@ async fn main() -> ExitCode {
             "images": if args.images_in_event { "event" } else { "listing" },
             "pipeline": args.pipeline,
             "memory_mb": args.memory_mb,
+            "namespace_counts": args.namespace_counts,
+            "rate_limit_per_minute": args.rate_limit,
+            "deadline_s": args.timeout_s,
+            "cover": args.cover,
             "env": args.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             "lambda_limits": args.lambda_limits.then(|| json!({
                 "cpu_share": f64::from(args.memory_mb) / MB_PER_VCPU,
@@ -2266,15 +2497,20 @@ async fn main() -> ExitCode {
             })),
         },
         "binaries": binaries,
-        "results": rows.iter().map(|(n, cold, warm, init)| {
+        "results": rows.iter().map(|(n, cold, warm, init, runs)| {
             let b = bounds(&args, *n);
+            let runs_to_cover = runs
+                .iter()
+                .position(|r| r["covered_all"].as_bool() == Some(true))
+                .map(|k| k + 1);
             json!({
                 "n": n,
                 "bound_fetch_ms": b.fetch_ms,
                 "bound_with_listing_ms": b.fetch_ms + b.listing_ms,
                 "listing_pages": b.listing_pages,
-                "expected_hub_requests": n + b.listing_pages,
-                "init": init, "cold": cold, "warm": warm,
+                "expected_hub_requests": b.requests,
+                "runs_to_cover": runs_to_cover,
+                "init": init, "cold": cold, "warm": warm, "runs": runs,
             })
         }).collect::<Vec<_>>(),
     });
