@@ -385,13 +385,6 @@ pub struct IndexReport {
     pub pipeline_missing: bool,
 }
 
-impl IndexReport {
-    /// Every entry created or found already indexed.
-    pub fn complete(&self) -> bool {
-        self.rejected.is_empty() && self.unaccounted.is_empty() && self.halted.is_none()
-    }
-}
-
 /// A document still to be indexed, and how.
 struct Pending {
     position: usize,

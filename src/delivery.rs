@@ -130,7 +130,9 @@ impl Deliverer<'_> {
         delivery.already_indexed = report.already_indexed;
         delivery.bulk_requests = report.requests;
         delivery.pipeline_missing = report.pipeline_missing;
-        let complete = report.complete();
+        // Elasticsearch took every document (created, already there, or
+        // refused for good and set aside below): the spool may be drained.
+        let taken = report.unaccounted.is_empty() && report.halted.is_none();
 
         let Some(spool) = self.spool else {
             return match unaccounted_error(report, &entries) {
@@ -175,13 +177,13 @@ impl Deliverer<'_> {
             delivery.elasticsearch_error = Some(reason);
         }
 
-        if complete {
+        if taken {
             self.drain(spool, deadline, &mut delivery).await;
         } else {
             delivery.spool_backlog = match spool.list().await {
                 Ok(keys) => keys.len(),
                 Err(error) => {
-                    tracing::warn!(%error, "could not count the spool's backlog");
+                    tracing::error!(%error, "could not list the spool to count its backlog");
                     usize::from(written)
                 }
             };
@@ -196,7 +198,7 @@ impl Deliverer<'_> {
         let keys = match spool.list().await {
             Ok(keys) => keys,
             Err(error) => {
-                tracing::warn!(%error, "could not list the spool; not draining it this run");
+                tracing::error!(%error, "could not list the spool; not draining it this run");
                 return;
             }
         };
