@@ -20,20 +20,6 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("event file")).expect("event JSON")
 }
 
-/// events/scheduled.json as EventBridge would deliver it now: `age` ago.
-/// (The file's own time is long past, so it is a late replay by now.)
-fn scheduled_at(age: std::time::Duration) -> (Value, String) {
-    let now = time::OffsetDateTime::now_utc() - age;
-    let time = now
-        .replace_nanosecond(0)
-        .expect("valid")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("formats");
-    let mut scheduled = event("scheduled.json");
-    scheduled["time"] = json!(time);
-    (scheduled, time)
-}
-
 struct Stack {
     moto: Moto,
     hub: FakeHub,
@@ -96,7 +82,7 @@ async fn scheduled_event_indexes_every_repository_once_and_a_retry_adds_nothing(
     let s = stack("httpd, library/mysql\nradoondas/*\nacme/private-app\nUPPER/Case").await;
     // Delivered a minute late, as Lambda's own retries may be: the event's
     // time stands.
-    let (scheduled, time) = scheduled_at(std::time::Duration::from_secs(60));
+    let (scheduled, time) = harness::scheduled_event(std::time::Duration::from_secs(60));
     let index = format!("docker-pulls-{}", &time[..4]);
 
     let response = s
@@ -301,7 +287,7 @@ async fn nothing_fetched_fails_the_invocation() {
 async fn a_two_day_old_scheduled_event_is_stamped_with_the_fetch_time() {
     let (logs, _guard) = LogCapture::start();
     let s = stack("httpd, radoondas/netatmobeat").await;
-    let (late, event_time) = scheduled_at(std::time::Duration::from_secs(2 * 86_400));
+    let (late, event_time) = harness::scheduled_event(std::time::Duration::from_secs(2 * 86_400));
     let before = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("valid");
@@ -364,7 +350,7 @@ async fn a_slow_hub_still_indexes_what_it_fetched_before_the_deadline() {
     );
     let budget = std::time::Duration::from_secs(8);
     let started = std::time::Instant::now();
-    let (event, _) = scheduled_at(std::time::Duration::ZERO);
+    let (event, _) = harness::scheduled_event(std::time::Duration::ZERO);
     let response = job
         .handle(&event, docker_pulls::retry::Deadline::after(budget))
         .await
@@ -397,7 +383,7 @@ async fn a_missing_pipeline_costs_one_extra_request_once_not_every_run() {
     );
     let mut responses = Vec::new();
     for minutes_ago in [10, 5, 0] {
-        let (event, _) = scheduled_at(std::time::Duration::from_secs(60 * minutes_ago));
+        let (event, _) = harness::scheduled_event(std::time::Duration::from_secs(60 * minutes_ago));
         let response = job
             .handle(&event, harness::deadline())
             .await

@@ -26,16 +26,7 @@ const IMAGES: [&str; 3] = ["httpd", "library/mysql", "radoondas/netatmobeat"];
 /// A scheduled event `minutes_ago` minutes old (inside MAX_EVENT_AGE), and
 /// its time.
 fn scheduled(minutes_ago: u64) -> (Value, String) {
-    let at = time::OffsetDateTime::now_utc() - Duration::from_secs(60 * minutes_ago);
-    let time = at
-        .replace_nanosecond(0)
-        .expect("valid")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("formats");
-    (
-        json!({"source": "aws.events", "detail-type": "Scheduled Event", "time": time}),
-        time,
-    )
+    harness::scheduled_event(Duration::from_secs(60 * minutes_ago))
 }
 
 fn job(settings: Settings, hub: &FakeHub, spool: Arc<dyn SpoolStore>) -> Job<Settings> {

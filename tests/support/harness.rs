@@ -82,6 +82,23 @@ pub fn request(event: serde_json::Value) -> Request {
     Request::from_event(&event).expect("valid event")
 }
 
+/// events/scheduled.json as EventBridge would deliver it now, `age` after it
+/// fired, and its `time`. (The file's own time is long past: by now it is a
+/// late replay, stamped with the fetch time.)
+pub fn scheduled_event(age: Duration) -> (serde_json::Value, String) {
+    let path = format!("{}/events/scheduled.json", env!("CARGO_MANIFEST_DIR"));
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("events/scheduled.json"))
+            .expect("event JSON");
+    let time = (time::OffsetDateTime::now_utc() - age)
+        .replace_nanosecond(0)
+        .expect("valid")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    event["time"] = serde_json::json!(time);
+    (event, time)
+}
+
 pub fn deadline() -> Deadline {
     Deadline::after(Duration::from_secs(60))
 }
