@@ -1960,15 +1960,7 @@ async fn drain_main(args: &Args, moto: &Moto, ticks: u64) -> ExitCode {
             ""
         }
     );
-    if args.lambda_limits {
-        let _ = writeln!(
-            text,
-            "function limited like a {} MB Lambda: {:.1} % of one CPU (cgroup cpu quota), {} MiB memory",
-            args.memory_mb,
-            f64::from(args.memory_mb) / MB_PER_VCPU * 100.0,
-            args.memory_mb
-        );
-    }
+    write_limits(&mut text, args);
     let _ = writeln!(
         text,
         "init {:.1} ms, RSS after init {:.1} MiB\n",
@@ -2448,15 +2440,7 @@ async fn main() -> ExitCode {
             ""
         }
     );
-    if args.lambda_limits {
-        let _ = writeln!(
-            text,
-            "function limited like a {} MB Lambda: {:.1} % of one CPU (cgroup cpu quota), {} MiB memory",
-            args.memory_mb,
-            f64::from(args.memory_mb) / MB_PER_VCPU * 100.0,
-            args.memory_mb
-        );
-    }
+    write_limits(&mut text, &args);
     let _ = writeln!(
         text,
         "bound = ceil(N/{}) × {} ms (fetch); +listing adds ceil(N/100) sequential pages × {} ms\n",
@@ -2516,4 +2500,17 @@ async fn main() -> ExitCode {
     });
     println!("{json}");
     ExitCode::SUCCESS
+}
+
+/// The `--lambda-limits` line of a report header.
+fn write_limits(text: &mut String, args: &Args) {
+    if args.lambda_limits {
+        let _ = writeln!(
+            text,
+            "function limited like a {} MB Lambda: {:.1} % of one CPU (cgroup cpu quota), {} MiB memory",
+            args.memory_mb,
+            f64::from(args.memory_mb) / MB_PER_VCPU * 100.0,
+            args.memory_mb
+        );
+    }
 }
