@@ -253,12 +253,11 @@ impl<S: SettingsSource> Job<S> {
         until.is_some_and(|until| Instant::now() < until)
     }
 
-    fn remember_pipeline_missing(&self, missing: Option<bool>) {
+    /// After a run that named the pipeline: remember for an hour whether
+    /// Elasticsearch said it does not exist.
+    fn remember_pipeline_missing(&self, missing: bool) {
         if let Ok(mut guard) = self.pipeline_missing_until.lock() {
-            *guard = match missing {
-                Some(true) => Some(Instant::now() + PIPELINE_RECHECK),
-                _ => None,
-            };
+            *guard = missing.then(|| Instant::now() + PIPELINE_RECHECK);
         }
     }
 
@@ -313,7 +312,7 @@ impl<S: SettingsSource> Job<S> {
                     .ok_or_else(|| Error::Setup("no Elasticsearch configured".into()))?;
                 let installed = setup::install(&self.http, &es, deadline).await?;
                 // The pipeline may exist now: use it again from the next run.
-                self.remember_pipeline_missing(None);
+                self.remember_pipeline_missing(false);
                 installed
             }
             Action::Run => {
@@ -492,11 +491,12 @@ impl<S: SettingsSource> Job<S> {
             .collect();
         drop(documents);
         let mut es = es.clone();
-        let skipping_pipeline = es.pipeline.is_some() && self.pipeline_known_missing();
+        let pipeline = es.pipeline.clone();
+        let skipping_pipeline = pipeline.is_some() && self.pipeline_known_missing();
         if skipping_pipeline {
             es.pipeline = None;
         }
-        let sink = BulkSink::new(self.http.clone(), es.clone(), self.bulk_options.clone());
+        let sink = BulkSink::new(self.http.clone(), es, self.bulk_options.clone());
         let deliverer = Deliverer {
             sink: &sink,
             spool: self.spool.as_deref(),
@@ -504,14 +504,14 @@ impl<S: SettingsSource> Job<S> {
         };
         let delivery = deliverer.deliver(entries, &timestamp, deadline).await?;
         if !skipping_pipeline {
-            if delivery.pipeline_missing && !self.pipeline_known_missing() {
+            if delivery.pipeline_missing {
                 tracing::warn!(
-                    pipeline = ?settings.elasticsearch.as_ref().and_then(|es| es.pipeline.as_deref()),
+                    pipeline = ?pipeline,
                     recheck_after_s = PIPELINE_RECHECK.as_secs(),
                     "the ingest pipeline does not exist: setup has not been run (invoke with {{\"action\":\"setup\"}}); documents arrive trimmed, so they are indexed without it, and this container stops naming it for an hour"
                 );
             }
-            self.remember_pipeline_missing(Some(delivery.pipeline_missing));
+            self.remember_pipeline_missing(delivery.pipeline_missing);
         }
         summary.indexed = delivery.created;
         summary.already_indexed = delivery.already_indexed;
