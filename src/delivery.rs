@@ -149,7 +149,13 @@ impl Deliverer<'_> {
         } = report;
         let own_key = spool::object_key(key_time);
         if !rejected.is_empty() {
-            set_aside(spool, &own_key, &entries, &rejected).await?;
+            set_aside(spool, &own_key, &entries, &rejected)
+                .await
+                .map_err(|error| Error::SpoolWrite {
+                    count: rejected.len(),
+                    cause: rejected[0].1.clone(),
+                    reason: error.to_string(),
+                })?;
             delivery.rejected += rejected.len();
         }
         let mut written = false;
@@ -277,13 +283,7 @@ impl Deliverer<'_> {
         delivery.pipeline_missing |= report.pipeline_missing;
         delivery.drained += report.created + report.already_indexed;
         if !report.rejected.is_empty() {
-            set_aside(spool, key, &entries, &report.rejected)
-                .await
-                .map_err(|e| spool::SpoolError {
-                    operation: "setting aside",
-                    location: key.to_owned(),
-                    message: e.to_string(),
-                })?;
+            set_aside(spool, key, &entries, &report.rejected).await?;
             delivery.rejected += report.rejected.len();
         }
         let complete = report.unaccounted.is_empty();
@@ -316,21 +316,14 @@ async fn set_aside(
     time_of: &str,
     entries: &[BulkEntry],
     rejected: &[(usize, String)],
-) -> Result<(), Error> {
+) -> Result<(), spool::SpoolError> {
     let key = spool::rejected_key(time_of);
     let body = spool::encode_rejected(
         rejected
             .iter()
             .map(|(i, reason)| (&entries[*i], reason.as_str())),
     );
-    spool
-        .put(&key, body)
-        .await
-        .map_err(|error| Error::SpoolWrite {
-            count: rejected.len(),
-            cause: rejected[0].1.clone(),
-            reason: error.to_string(),
-        })?;
+    spool.put(&key, body).await?;
     tracing::error!(
         documents = rejected.len(),
         first = %format_args!("{}: {}", entries[rejected[0].0].id, rejected[0].1),
