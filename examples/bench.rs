@@ -926,21 +926,8 @@ async fn run_process(
         std::process::id()
     ));
     let mut command = function_command(args, emulator.addr, stand, &log)?;
-    let limits = if args.lambda_limits {
-        let limits = Limits::create(
-            args.memory_mb,
-            &format!("docker-pulls-bench-{}-{n}-{process}", std::process::id()),
-        )?;
-        limits.apply(&mut command)?;
-        Some(limits)
-    } else {
-        None
-    };
-    let spawned = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
-    let pid = child.id().ok_or("the function exited at once")?;
+    let limits_name = format!("docker-pulls-bench-{}-{n}-{process}", std::process::id());
+    let (limits, mut child, pid, spawned) = spawn_function(args, &mut command, &limits_name)?;
     let fail = |what: String| with_log_tail(what, &log);
 
     let init = await_init(&mut emulator, pid, spawned, ticks)
@@ -1033,6 +1020,28 @@ fn function_command(
 }
 
 /// The last lines of the function's log, after `what` went wrong.
+/// Starts the function (under `--lambda-limits`, in a cgroup named
+/// `limits_name`): its limits, the child, its pid and when it was spawned.
+fn spawn_function(
+    args: &Args,
+    command: &mut tokio::process::Command,
+    limits_name: &str,
+) -> Result<(Option<Limits>, tokio::process::Child, u32, Instant), String> {
+    let limits = if args.lambda_limits {
+        let limits = Limits::create(args.memory_mb, limits_name)?;
+        limits.apply(command)?;
+        Some(limits)
+    } else {
+        None
+    };
+    let spawned = Instant::now();
+    let child = command
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
+    let pid = child.id().ok_or("the function exited at once")?;
+    Ok((limits, child, pid, spawned))
+}
+
 fn with_log_tail(what: String, log: &Path) -> String {
     let output = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = output.lines().collect();
@@ -1626,18 +1635,7 @@ async fn run_drain(args: &Args, moto: &Moto, ticks: u64) -> Result<DrainReport, 
     command
         .env("SPOOL_BUCKET", SPOOL_BUCKET)
         .env("AWS_ENDPOINT_URL_S3", &s3_relay.url);
-    let limits = if args.lambda_limits {
-        let limits = Limits::create(args.memory_mb, &name)?;
-        limits.apply(&mut command)?;
-        Some(limits)
-    } else {
-        None
-    };
-    let spawned = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", args.binary.display()))?;
-    let pid = child.id().ok_or("the function exited at once")?;
+    let (limits, mut child, pid, spawned) = spawn_function(args, &mut command, &name)?;
     let fail = |what: String| with_log_tail(what, &log);
     let mut drain = DrainStand {
         stand: &stand,
