@@ -24,7 +24,7 @@ pub const NAMESPACE: &str = "DockerPulls";
 pub const DIMENSION: &str = "FunctionName";
 
 /// Every metric the record names, in record order.
-pub const METRIC_NAMES: [&str; 12] = [
+pub const METRIC_NAMES: [&str; 15] = [
     "Requested",
     "Indexed",
     "AlreadyIndexed",
@@ -37,6 +37,9 @@ pub const METRIC_NAMES: [&str; 12] = [
     "Duration",
     "HubRequests",
     "HubRateLimited",
+    "DrainedAlreadyIndexed",
+    "Archived",
+    "ArchiveFailed",
 ];
 
 /// What one run did, as counts (documents unless noted).
@@ -66,11 +69,17 @@ pub struct RunMetrics {
     pub hub_requests: usize,
     /// Docker Hub answers that were 429 (rate limited).
     pub hub_rate_limited: usize,
+    /// Spooled documents re-sent and found already indexed (409).
+    pub drained_already_indexed: usize,
+    /// Documents written to the archive.
+    pub archived: usize,
+    /// Documents whose archive write failed.
+    pub archive_failed: usize,
 }
 
 impl RunMetrics {
     /// (name, CloudWatch unit, value) for each metric, in [`METRIC_NAMES`] order.
-    fn values(&self) -> [(&'static str, &'static str, u64); 12] {
+    fn values(&self) -> [(&'static str, &'static str, u64); 15] {
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         [
             ("Requested", "Count", count(self.requested)),
@@ -85,6 +94,13 @@ impl RunMetrics {
             ("Duration", "Milliseconds", self.duration_ms),
             ("HubRequests", "Count", count(self.hub_requests)),
             ("HubRateLimited", "Count", count(self.hub_rate_limited)),
+            (
+                "DrainedAlreadyIndexed",
+                "Count",
+                count(self.drained_already_indexed),
+            ),
+            ("Archived", "Count", count(self.archived)),
+            ("ArchiveFailed", "Count", count(self.archive_failed)),
         ]
     }
 }
@@ -142,10 +158,13 @@ mod tests {
             duration_ms: 48_213,
             hub_requests: 1012,
             hub_rate_limited: 19,
+            drained_already_indexed: 23,
+            archived: 29,
+            archive_failed: 31,
         }
     }
 
-    fn expected_values() -> [(&'static str, &'static str, u64); 12] {
+    fn expected_values() -> [(&'static str, &'static str, u64); 15] {
         [
             ("Requested", "Count", 1000),
             ("Indexed", "Count", 990),
@@ -159,6 +178,9 @@ mod tests {
             ("Duration", "Milliseconds", 48_213),
             ("HubRequests", "Count", 1012),
             ("HubRateLimited", "Count", 19),
+            ("DrainedAlreadyIndexed", "Count", 23),
+            ("Archived", "Count", 29),
+            ("ArchiveFailed", "Count", 31),
         ]
     }
 

@@ -564,6 +564,10 @@ fn run_metrics(summary: &Summary, duration: Duration) -> crate::metrics::RunMetr
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
         hub_requests: summary.hub_requests,
         hub_rate_limited: summary.hub_rate_limited,
+        // Wired by the archive and the drain accounting (issues 14, 17).
+        drained_already_indexed: 0,
+        archived: 0,
+        archive_failed: 0,
     }
 }
 
