@@ -5,30 +5,18 @@
 //! The order is the spool's promise: write, then index, then delete on a full
 //! account of an object; never delete on hope.
 
-use crate::bulk::{BulkEntry, BulkSink, IndexReport, decode_creates};
+use crate::counts::RunCounts;
 use crate::error::Error;
+use crate::es::bulk::{BulkSink, IndexReport};
+use crate::ndjson::{BulkEntry, decode_creates};
 use crate::retry::Deadline;
 use crate::spool::{self, SpoolStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What became of the documents, for the run's summary.
+/// What the counters do not say about a delivery.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// This run's documents created.
-    pub created: usize,
-    /// This run's documents Elasticsearch already had (409).
-    pub already_indexed: usize,
-    /// Documents refused for good (this run's and the backlog's), set aside
-    /// under `spool/rejected/`.
-    pub rejected: usize,
-    /// This run's documents written to the spool.
-    pub spooled: usize,
-    /// Spooled documents (from earlier runs) now indexed or found there.
-    pub drained: usize,
-    /// Spool objects still waiting after this run.
-    pub spool_backlog: usize,
-    pub bulk_requests: usize,
     /// Why this run's documents went to the spool, when they did.
     pub elasticsearch_error: Option<String>,
     /// Elasticsearch said the named ingest pipeline does not exist.
@@ -96,6 +84,17 @@ impl IndexTiming {
     pub fn spool_reserve(&self, documents: usize) -> Duration {
         SPOOL_WRITE + SPOOL_PER_DOCUMENT * documents as u32
     }
+
+    /// Time to keep for indexing `documents` and, when `spooling`, for
+    /// writing them to the spool if Elasticsearch does not take them.
+    pub fn reserve(&self, documents: usize, spooling: bool) -> Duration {
+        let spool = if spooling {
+            self.spool_reserve(documents)
+        } else {
+            Duration::ZERO
+        };
+        self.index_reserve(documents) + spool
+    }
 }
 
 /// Indexes, spools and drains for one run.
@@ -115,6 +114,7 @@ impl Deliverer<'_> {
         entries: Vec<BulkEntry>,
         key_time: &crate::document::RunTime,
         deadline: Deadline,
+        counts: &mut RunCounts,
     ) -> Result<Delivery, Error> {
         let mut delivery = Delivery::default();
         let keep_for_spool = match self.spool {
@@ -126,9 +126,9 @@ impl Deliverer<'_> {
             .index(&entries, deadline.less(keep_for_spool))
             .await;
         self.timing.record(&report, entries.len());
-        delivery.created = report.created;
-        delivery.already_indexed = report.already_indexed;
-        delivery.bulk_requests = report.requests;
+        counts.indexed = report.created;
+        counts.already_indexed = report.already_indexed;
+        counts.bulk_requests = report.requests;
         delivery.pipeline_missing = report.pipeline_missing;
         // Elasticsearch took every document (created, already there, or
         // refused for good and set aside below): the spool may be drained.
@@ -156,7 +156,7 @@ impl Deliverer<'_> {
                     cause: rejected[0].1.clone(),
                     reason: error.to_string(),
                 })?;
-            delivery.rejected += rejected.len();
+            counts.rejected += rejected.len();
         }
         let mut written = false;
         if !unaccounted.is_empty() {
@@ -173,7 +173,7 @@ impl Deliverer<'_> {
                     reason: error.to_string(),
                 })?;
             written = true;
-            delivery.spooled = unaccounted.len();
+            counts.spooled = unaccounted.len();
             tracing::error!(
                 documents = unaccounted.len(),
                 spool = %format_args!("{}{own_key}", spool.location()),
@@ -184,9 +184,9 @@ impl Deliverer<'_> {
         }
 
         if taken {
-            self.drain(spool, deadline, &mut delivery).await;
+            self.drain(spool, deadline, counts, &mut delivery).await;
         } else {
-            delivery.spool_backlog = match spool.list().await {
+            counts.spool_backlog = match spool.list().await {
                 Ok(keys) => keys.len(),
                 Err(error) => {
                     tracing::error!(%error, "could not list the spool to count its backlog");
@@ -200,7 +200,13 @@ impl Deliverer<'_> {
     /// Sends spooled objects oldest first while time allows; stops at the
     /// first sign of trouble (Elasticsearch did not take everything, or the
     /// spool failed), leaving the rest for the next run.
-    async fn drain(&self, spool: &dyn SpoolStore, deadline: Deadline, delivery: &mut Delivery) {
+    async fn drain(
+        &self,
+        spool: &dyn SpoolStore,
+        deadline: Deadline,
+        counts: &mut RunCounts,
+        delivery: &mut Delivery,
+    ) {
         let keys = match spool.list().await {
             Ok(keys) => keys,
             Err(error) => {
@@ -212,13 +218,15 @@ impl Deliverer<'_> {
         // The size of the objects seen so far guides how much time to keep.
         let mut expected_documents = 1;
         for key in &keys {
-            let needed = self.timing.index_reserve(expected_documents)
-                + self.timing.spool_reserve(expected_documents);
+            let needed = self.timing.reserve(expected_documents, true);
             if !deadline.allows(needed, Duration::ZERO) {
                 tracing::info!(backlog, "not enough time left to drain more of the spool");
                 break;
             }
-            match self.drain_object(spool, key, deadline, delivery).await {
+            match self
+                .drain_object(spool, key, deadline, counts, delivery)
+                .await
+            {
                 Ok(Drained {
                     documents,
                     complete,
@@ -237,7 +245,7 @@ impl Deliverer<'_> {
                 }
             }
         }
-        delivery.spool_backlog = backlog;
+        counts.spool_backlog = backlog;
     }
 
     /// Indexes one object and deletes it once every document in it is
@@ -248,6 +256,7 @@ impl Deliverer<'_> {
         spool: &dyn SpoolStore,
         key: &str,
         deadline: Deadline,
+        counts: &mut RunCounts,
         delivery: &mut Delivery,
     ) -> Result<Drained, spool::SpoolError> {
         let Some(body) = spool.get(key).await? else {
@@ -279,12 +288,12 @@ impl Deliverer<'_> {
             )
             .await;
         self.timing.record(&report, entries.len());
-        delivery.bulk_requests += report.requests;
+        counts.bulk_requests += report.requests;
         delivery.pipeline_missing |= report.pipeline_missing;
-        delivery.drained += report.created + report.already_indexed;
+        counts.drained += report.created + report.already_indexed;
         if !report.rejected.is_empty() {
             set_aside(spool, key, &entries, &report.rejected).await?;
-            delivery.rejected += report.rejected.len();
+            counts.rejected += report.rejected.len();
         }
         let complete = report.unaccounted.is_empty();
         if !complete {

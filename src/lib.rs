@@ -7,13 +7,18 @@
 //!
 //! - [`config`]: settings from SSM (behind [`config::ParameterStore`]) or flags
 //! - [`image_ref`]: parsing and validating image references (pure)
-//! - [`hub`]: the Docker Hub client (base URL, concurrency, retries)
+//! - [`event`]: what an event asks for (pure)
+//! - [`hub`]: the Docker Hub client (base URL, concurrency, budget, retries)
 //! - [`document`]: the trimmed document and its `_id` (pure)
-//! - [`bulk`]: NDJSON, the typed bulk response, item retries, pipeline fallback
+//! - [`ndjson`]: the `_bulk` body's lines, written and read back (pure)
+//! - [`es`]: the one Elasticsearch client; [`es::bulk`] indexes,
+//!   [`es::response`] decides what an answer means, [`es::setup`] installs
+//!   the pipeline and index template
 //! - [`spool`]: where documents Elasticsearch did not take wait (S3, a directory)
 //! - [`delivery`]: index, spool what was not taken, drain the backlog
-//! - [`setup`]: installing the ingest pipeline and index template
+//! - [`counts`]: the run's counters, defined once (summary, metrics, log)
 //! - [`run`]: the handler that ties them together
+//! - [`wiring`]: the long-lived clients built from the environment
 //! - [`local`]: the one-shot command-line mode
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
@@ -23,21 +28,24 @@
 //! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
 
 pub mod aws_error;
-pub mod bulk;
 pub mod config;
+pub mod counts;
 pub mod delivery;
 pub mod document;
 pub mod error;
+pub mod es;
+pub mod event;
 pub mod http;
 pub mod hub;
 pub mod image_ref;
 pub mod local;
 pub mod metrics;
+pub mod ndjson;
 pub mod retry;
 pub mod run;
-pub mod setup;
 pub mod spool;
 pub mod tls;
+pub mod wiring;
 
 pub use error::Error;
 

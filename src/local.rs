@@ -2,11 +2,11 @@
 //! flags and environment instead of SSM, so it works without an AWS account.
 //! Without `--es-url` it indexes nothing and prints the documents as NDJSON.
 
-use crate::config::{Environment, Settings, SsmParameterStore, SsmSettings};
-use crate::hub::{HubClient, HubOptions};
+use crate::config::{Environment, Settings};
+use crate::event::{Action, Request};
 use crate::retry::Deadline;
-use crate::run::{Action, Job, Request, Summary};
-use crate::spool::{DirSpool, S3Spool, SpoolStore};
+use crate::run::{Job, Summary};
+use crate::spool::{DirSpool, SpoolStore};
 use crate::{Error, document::RunTime};
 use std::ffi::OsString;
 use std::io::Write;
@@ -174,18 +174,6 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
 }
 
 async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Result<(), Error> {
-    let hub = HubClient::new(
-        http.clone(),
-        HubOptions {
-            base_url: env.hub_url.clone(),
-            concurrency: env.hub_concurrency,
-            ..HubOptions::default()
-        },
-    )
-    .map_err(|reason| Error::InvalidEnvironment {
-        name: "DOCKER_HUB_URL",
-        reason,
-    })?;
     let time = options
         .time
         .as_deref()
@@ -212,24 +200,14 @@ async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Res
         .as_ref()
         .map(|dir| Arc::new(DirSpool::new(dir)) as Arc<dyn SpoolStore>);
     if options.ssm {
-        let aws =
-            crate::tls::aws_sdk_config()
-                .await
-                .map_err(|error| Error::InvalidEnvironment {
-                    name: "SSL_CERT_FILE",
-                    reason: error.to_string(),
-                })?;
-        let store = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
-        let mut job = Job::new(SsmSettings::new(store, env.ssm_prefix.clone()), hub, http)
-            .with_max_event_age(env.max_event_age);
-        let s3_spool = env.spool_bucket.as_ref().map(|bucket| {
-            Arc::new(S3Spool::new(crate::spool::s3_client(&aws), bucket)) as Arc<dyn SpoolStore>
-        });
-        if let Some(spool) = dir_spool.or(s3_spool) {
+        // As in Lambda (SPOOL_BUCKET included), unless --spool says otherwise.
+        let mut job = crate::wiring::ssm_job(env, http).await?;
+        if let Some(spool) = dir_spool {
             job = job.with_spool(spool);
         }
         return finish(&job, &request, deadline).await;
     }
+    let hub = crate::wiring::hub_client(env, &http)?;
     let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
     let mut job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
     if let Some(spool) = dir_spool {
@@ -244,9 +222,7 @@ async fn finish<S: crate::config::SettingsSource>(
     deadline: Deadline,
 ) -> Result<(), Error> {
     if request.action == Action::Setup {
-        let response = job
-            .handle(&serde_json::json!({"action": "setup"}), deadline)
-            .await?;
+        let response = job.setup(deadline).await?;
         println!("{response:#}");
         return Ok(());
     }

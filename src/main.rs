@@ -1,14 +1,10 @@
 //! The `docker-pulls` binary: a Lambda function under the Lambda Runtime API,
 //! or a one-shot local run when started anywhere else.
 
-use docker_pulls::config::{Environment, SsmParameterStore, SsmSettings};
-use docker_pulls::hub::{HubClient, HubOptions};
-use docker_pulls::run::Job;
-use docker_pulls::spool::{self, S3Spool};
+use docker_pulls::config::Environment;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -33,31 +29,15 @@ async fn main() -> ExitCode {
         return docker_pulls::local::main(args, env, http).await;
     }
 
-    let hub_options = HubOptions {
-        base_url: env.hub_url.clone(),
-        concurrency: env.hub_concurrency,
-        ..HubOptions::default()
-    };
-    let hub = match HubClient::new(http.clone(), hub_options) {
-        Ok(hub) => hub,
+    let mut job = match docker_pulls::wiring::ssm_job(&env, http).await {
+        Ok(job) => job,
         Err(error) => return fail(error),
     };
-    // The same root certificates as `http`: the system store is not read.
-    let aws = match docker_pulls::tls::aws_sdk_config().await {
-        Ok(aws) => aws,
-        Err(error) => return fail(error),
-    };
-    let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
-    let mut job = Job::new(SsmSettings::new(parameters, env.ssm_prefix), hub, http)
-        .with_max_event_age(env.max_event_age);
     if let Some(function_name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME")
         .ok()
         .filter(|name| !name.is_empty())
     {
         job = job.with_metrics(function_name);
-    }
-    if let Some(bucket) = &env.spool_bucket {
-        job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
     }
     let job = &job;
     match lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

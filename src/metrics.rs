@@ -8,8 +8,8 @@
 //! [`METRIC_NAMES`].
 //!
 //! The record is built by hand rather than through a `metrics`-facade EMF
-//! crate: one record of twelve values a run needs no global recorder, and a
-//! pure function is easy to check against the specification.
+//! crate: one record of a run's counters ([`crate::counts`]) needs no global
+//! recorder, and a pure function is easy to check against the specification.
 //!
 //! CloudWatch extracts metrics only from a log event that is exactly one JSON
 //! object, so [`emf_line`] must reach stdout as its own line (`println!`),
@@ -23,93 +23,14 @@ pub const NAMESPACE: &str = "DockerPulls";
 /// The one dimension: the Lambda function's name (the stack name).
 pub const DIMENSION: &str = "FunctionName";
 
-/// Every metric the record names, in record order.
-pub const METRIC_NAMES: [&str; 15] = [
-    "Requested",
-    "Indexed",
-    "AlreadyIndexed",
-    "Failed",
-    "Deferred",
-    "Spooled",
-    "Drained",
-    "SpoolBacklog",
-    "Rejected",
-    "Duration",
-    "HubRequests",
-    "HubRateLimited",
-    "DrainedAlreadyIndexed",
-    "Archived",
-    "ArchiveFailed",
-];
-
-/// What one run did, as counts (documents unless noted).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunMetrics {
-    /// Repositories the run set out to fetch.
-    pub requested: usize,
-    /// Fresh documents Elasticsearch created.
-    pub indexed: usize,
-    /// Documents Elasticsearch already had (409 on create).
-    pub already_indexed: usize,
-    /// Repositories that could not be fetched (the summary's `failed` list).
-    pub failed: usize,
-    /// Repositories left for a later run (Docker Hub budget or deadline).
-    pub deferred: usize,
-    /// Documents written to the spool because Elasticsearch did not take them.
-    pub spooled: usize,
-    /// Spooled documents indexed (or found already indexed) by this run.
-    pub drained: usize,
-    /// Spool objects still waiting after this run.
-    pub spool_backlog: usize,
-    /// Documents moved to `spool/rejected/` (never retried automatically).
-    pub rejected: usize,
-    /// The run's wall-clock time, in milliseconds.
-    pub duration_ms: u64,
-    /// Requests sent to Docker Hub.
-    pub hub_requests: usize,
-    /// Docker Hub answers that were 429 (rate limited).
-    pub hub_rate_limited: usize,
-    /// Spooled documents re-sent and found already indexed (409).
-    pub drained_already_indexed: usize,
-    /// Documents written to the archive.
-    pub archived: usize,
-    /// Documents whose archive write failed.
-    pub archive_failed: usize,
-}
-
-impl RunMetrics {
-    /// (name, CloudWatch unit, value) for each metric, in [`METRIC_NAMES`] order.
-    fn values(&self) -> [(&'static str, &'static str, u64); 15] {
-        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        [
-            ("Requested", "Count", count(self.requested)),
-            ("Indexed", "Count", count(self.indexed)),
-            ("AlreadyIndexed", "Count", count(self.already_indexed)),
-            ("Failed", "Count", count(self.failed)),
-            ("Deferred", "Count", count(self.deferred)),
-            ("Spooled", "Count", count(self.spooled)),
-            ("Drained", "Count", count(self.drained)),
-            ("SpoolBacklog", "Count", count(self.spool_backlog)),
-            ("Rejected", "Count", count(self.rejected)),
-            ("Duration", "Milliseconds", self.duration_ms),
-            ("HubRequests", "Count", count(self.hub_requests)),
-            ("HubRateLimited", "Count", count(self.hub_rate_limited)),
-            (
-                "DrainedAlreadyIndexed",
-                "Count",
-                count(self.drained_already_indexed),
-            ),
-            ("Archived", "Count", count(self.archived)),
-            ("ArchiveFailed", "Count", count(self.archive_failed)),
-        ]
-    }
-}
+pub use crate::counts::METRIC_NAMES;
+use crate::counts::RunCounts;
 
 /// The EMF record of one run of `function_name`, stamped `timestamp_ms`
 /// (milliseconds since the Unix epoch): `_aws` metadata naming every metric
 /// once, the `FunctionName` dimension and each value as a top-level integer.
-pub fn emf_record(function_name: &str, timestamp_ms: u64, metrics: &RunMetrics) -> Value {
-    let values = metrics.values();
+pub fn emf_record(function_name: &str, timestamp_ms: u64, counts: &RunCounts) -> Value {
+    let values = counts.metric_values();
     let definitions: Vec<Value> = values
         .iter()
         .map(|(name, unit, _)| json!({ "Name": name, "Unit": unit }))
@@ -128,15 +49,19 @@ pub fn emf_record(function_name: &str, timestamp_ms: u64, metrics: &RunMetrics) 
         }),
     );
     record.insert(DIMENSION.to_string(), json!(function_name));
+    // An unknown value is left out: CloudWatch then records no point for
+    // it, instead of a zero that would be a lie.
     for (name, _, value) in values {
-        record.insert(name.to_string(), json!(value));
+        if let Some(value) = value {
+            record.insert(name.to_string(), json!(value));
+        }
     }
     Value::Object(record)
 }
 
 /// [`emf_record`] as one line of JSON, without a trailing newline.
-pub fn emf_line(function_name: &str, timestamp_ms: u64, metrics: &RunMetrics) -> String {
-    emf_record(function_name, timestamp_ms, metrics).to_string()
+pub fn emf_line(function_name: &str, timestamp_ms: u64, counts: &RunCounts) -> String {
+    emf_record(function_name, timestamp_ms, counts).to_string()
 }
 
 #[cfg(test)]
@@ -144,8 +69,8 @@ mod tests {
     use super::*;
 
     /// Distinct values, so a metric wired to the wrong field shows.
-    fn sample() -> RunMetrics {
-        RunMetrics {
+    fn sample() -> RunCounts {
+        RunCounts {
             requested: 1000,
             indexed: 990,
             already_indexed: 3,
@@ -161,6 +86,7 @@ mod tests {
             drained_already_indexed: 23,
             archived: 29,
             archive_failed: 31,
+            ..RunCounts::default()
         }
     }
 
@@ -245,7 +171,7 @@ mod tests {
     fn a_quiet_run_still_reports_every_metric_as_zero() {
         // The "nothing indexed" alarm adds Indexed, Drained and AlreadyIndexed
         // point by point: every record must carry all of them, zeros too.
-        let record = emf_record("docker-pulls", 0, &RunMetrics::default());
+        let record = emf_record("docker-pulls", 0, &RunCounts::default());
         for name in METRIC_NAMES {
             assert_eq!(record[name], json!(0), "{name}");
         }
@@ -253,7 +179,7 @@ mod tests {
 
     #[test]
     fn function_name_is_carried_as_given() {
-        let record = emf_record("my-stack-2", 5, &RunMetrics::default());
+        let record = emf_record("my-stack-2", 5, &RunCounts::default());
         assert_eq!(record["FunctionName"], "my-stack-2");
         assert_eq!(record["_aws"]["Timestamp"], json!(5));
     }

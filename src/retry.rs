@@ -1,8 +1,11 @@
-//! Time budget and backoff shared by the Docker Hub client and the bulk sink.
+//! Time budget, backoff and the one rule of which HTTP answers are worth
+//! another try, shared by the Docker Hub client, the bulk sink and setup.
 //!
 //! Every retry loop is bounded twice: by an attempt count, and by the
 //! invocation's deadline minus a safety margin, so a run reports what it could
-//! not do instead of being killed by the Lambda timeout.
+//! not do instead of being killed by the Lambda timeout. The loops themselves
+//! differ (budgeted Hub attempts, per-item bulk rounds, fixed setup
+//! attempts); only the backoff and [`is_transient`] are shared.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -67,6 +70,16 @@ impl Deadline {
     }
 }
 
+/// An answer that may well be different if asked again: 408 (request
+/// timeout), 429 (too many requests) and every 5xx. Other statuses say
+/// something about the request itself. The one list: the Docker Hub client,
+/// the bulk sink (per item) and setup all ask here.
+pub fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
 /// Exponential backoff with jitter: attempt 1 waits about `base`, doubling
 /// up to `cap`, each wait drawn from the upper half so clients spread out.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
@@ -127,6 +140,16 @@ mod tests {
             parse_rate_limit_reset("1764268560", now),
             Some(Duration::from_secs(60))
         );
+    }
+
+    #[test]
+    fn transient_statuses_are_408_429_and_5xx() {
+        let transient: Vec<u16> = (100..600)
+            .filter(|&code| reqwest::StatusCode::from_u16(code).is_ok_and(is_transient))
+            .collect();
+        let mut expected = vec![408, 429];
+        expected.extend(500..600);
+        assert_eq!(transient, expected);
     }
 
     #[test]

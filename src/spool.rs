@@ -15,13 +15,16 @@
 //! `spool/rejected/` with their reason, for a person to look at; they are
 //! never retried automatically.
 
-use crate::bulk::BulkEntry;
 use crate::document::RunTime;
+use crate::ndjson::BulkEntry;
 use futures_util::future::BoxFuture;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(any(test, feature = "test-util"))]
+use std::{
+    collections::BTreeMap,
+    sync::Mutex,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 /// Objects waiting to be indexed live directly under this prefix.
 pub const PREFIX: &str = "spool/";
@@ -93,7 +96,7 @@ pub fn rejected_key(time_of: &str) -> String {
 pub fn encode_object<'a>(entries: impl IntoIterator<Item = &'a BulkEntry>) -> Vec<u8> {
     let mut body = Vec::new();
     for entry in entries {
-        crate::bulk::encode_create(&mut body, entry);
+        crate::ndjson::encode_create(&mut body, entry);
     }
     body
 }
@@ -387,7 +390,9 @@ impl SpoolStore for DirSpool {
 }
 
 /// The spool in memory, with switches to make writes or deletes fail: for
-/// tests of what a run does when the spool itself is in trouble.
+/// tests of what a run does when the spool itself is in trouble. A test
+/// double: built only for tests (feature `test-util`), never in the function.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Default)]
 pub struct MemorySpool {
     objects: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -395,6 +400,7 @@ pub struct MemorySpool {
     pub fail_deletes: AtomicBool,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl MemorySpool {
     pub fn objects(&self) -> BTreeMap<String, Vec<u8>> {
         self.lock().clone()
@@ -415,6 +421,7 @@ impl MemorySpool {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl SpoolStore for MemorySpool {
     fn location(&self) -> String {
         "memory:".into()
@@ -556,7 +563,7 @@ mod tests {
         );
         let body = spool.get(&early).await.expect("get").expect("present");
         assert_eq!(
-            crate::bulk::decode_creates(&body).expect("decodes"),
+            crate::ndjson::decode_creates(&body).expect("decodes"),
             vec![entry("a")]
         );
         spool.delete(&early).await.expect("delete");

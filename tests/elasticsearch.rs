@@ -562,9 +562,9 @@ async fn setup(s: &Setup, settings: Settings) -> Value {
 
 /// Our bundled pipeline and template with another `version`.
 fn assets_at(offset: i64) -> (Value, Value) {
-    let mut pipeline = docker_pulls::setup::pipeline().expect("bundled pipeline");
+    let mut pipeline = docker_pulls::es::setup::pipeline().expect("bundled pipeline");
     let mut template =
-        docker_pulls::setup::index_template_for("docker-pulls").expect("bundled template");
+        docker_pulls::es::setup::index_template_for("docker-pulls").expect("bundled template");
     for asset in [&mut pipeline, &mut template] {
         let ours = asset["version"].as_i64().expect("a version");
         asset["version"] = json!(ours + offset);

@@ -6,12 +6,12 @@
 //! `FUZZ_CASES` sets the cases per property (default 4096; scripts/test
 //! runs the default).
 
-use docker_pulls::bulk::{ItemOutcome, read_response};
 use docker_pulls::config::{Needs, Settings, decode_cloud_id};
 use docker_pulls::document::RepositoryStats;
+use docker_pulls::es::response::{ItemOutcome, read_response};
+use docker_pulls::event::Request;
 use docker_pulls::image_ref::{self, ImageSpec};
 use docker_pulls::retry::{parse_rate_limit_reset, parse_retry_after};
-use docker_pulls::run::Request;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -7,9 +7,7 @@ mod support;
 use docker_pulls::Error;
 use docker_pulls::config::{HubCredentials, Secret};
 use docker_pulls::document::RepositoryStats;
-use docker_pulls::hub::{
-    FetchError, FetchOutcome, FetchPlan, HubClient, HubOptions, NamespaceCounts,
-};
+use docker_pulls::hub::{FetchError, FetchOutcome, FetchPlan, HubOptions, HubRun, NamespaceCounts};
 use docker_pulls::image_ref::{self, ImageSpec};
 use docker_pulls::retry::Deadline;
 use serde_json::{Value, json};
@@ -1020,7 +1018,7 @@ async fn the_private_repository_hint_is_on_a_404_without_a_token_only() {
 }
 
 /// A client for a run with the fake's credentials.
-async fn with_token(hub: &FakeHub, options: HubOptions, deadline: Deadline) -> HubClient {
+async fn with_token(hub: &FakeHub, options: HubOptions, deadline: Deadline) -> HubRun {
     hub.require_token(HUB_USER, HUB_TOKEN);
     harness::hub_client(options)
         .for_run(

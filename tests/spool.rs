@@ -217,7 +217,7 @@ async fn five_hundreds_to_the_end_are_spooled_and_the_run_succeeds() {
         key.starts_with("spool/") && key.ends_with(".ndjson"),
         "{key}"
     );
-    let entries = docker_pulls::bulk::decode_creates(body).expect("bulk-ready NDJSON");
+    let entries = docker_pulls::ndjson::decode_creates(body).expect("bulk-ready NDJSON");
     assert_eq!(entries.len(), 3);
     assert!(indexed(&es).is_empty());
 }
@@ -433,7 +433,7 @@ async fn per_item_403_and_404_are_spooled_with_their_reason_and_never_resent_wit
         // Our pipeline is installed: what refuses the items is the cluster.
         es.put_pipeline(
             "docker-hub-pulls",
-            docker_pulls::setup::pipeline().expect("bundled pipeline"),
+            docker_pulls::es::setup::pipeline().expect("bundled pipeline"),
         );
         setup(&es);
         let spool = Arc::new(MemorySpool::default());
@@ -634,7 +634,7 @@ async fn rejected_credentials_stop_sending_at_once_and_spool_everything() {
     assert_eq!(es.bulk_request_count(), 1, "stops at once");
     let objects = spool.objects();
     let body = objects.values().next().expect("one object");
-    let ids: Vec<String> = docker_pulls::bulk::decode_creates(body)
+    let ids: Vec<String> = docker_pulls::ndjson::decode_creates(body)
         .expect("bulk-ready")
         .into_iter()
         .map(|entry| entry.id)

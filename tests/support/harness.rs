@@ -2,11 +2,12 @@
 //! retries, and a capture of everything the code logs (to prove no secret is
 //! ever printed).
 
-use docker_pulls::bulk::BulkOptions;
 use docker_pulls::config::{EsAuth, EsSettings, HubCredentials, Secret, Settings};
+use docker_pulls::es::bulk::BulkOptions;
+use docker_pulls::event::Request;
 use docker_pulls::hub::{HubClient, HubOptions};
 use docker_pulls::retry::Deadline;
-use docker_pulls::run::{Job, Request};
+use docker_pulls::run::Job;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -6,18 +6,17 @@
 //! higher version is left alone too (a newer function installed it, and an
 //! older one must not downgrade it), and the response says so.
 
-use crate::config::EsSettings;
+use super::{EsClient, EsFailure, EsRequest, error_reason, request_error};
 use crate::error::Error;
-use crate::http::{ReadError, error_chain, read_capped};
 use crate::retry::{self, Deadline};
-use reqwest::{Method, StatusCode, header};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// Our `docker-hub-pulls` ingest pipeline (elasticsearch/pipeline.json).
-pub const PIPELINE: &str = include_str!("../elasticsearch/pipeline.json");
+pub const PIPELINE: &str = include_str!("../../elasticsearch/pipeline.json");
 /// Our composable index template (elasticsearch/index-template.json).
-pub const INDEX_TEMPLATE: &str = include_str!("../elasticsearch/index-template.json");
+pub const INDEX_TEMPLATE: &str = include_str!("../../elasticsearch/index-template.json");
 
 const ATTEMPTS: u32 = 4;
 
@@ -77,12 +76,9 @@ fn plan(installed: Option<&Value>, desired: &Value, same_shape: bool) -> Plan {
 }
 
 /// Installs what is missing or older and says what it did.
-pub async fn install(
-    http: &reqwest::Client,
-    es: &EsSettings,
-    deadline: Deadline,
-) -> Result<Value, Error> {
-    let cluster = Cluster { http, es, deadline };
+pub async fn install(client: &EsClient, deadline: Deadline) -> Result<Value, Error> {
+    let es = client.settings();
+    let cluster = Cluster { client, deadline };
 
     let pipeline_result = match &es.pipeline {
         None => Value::Null,
@@ -164,8 +160,7 @@ fn report(
 }
 
 struct Cluster<'a> {
-    http: &'a reqwest::Client,
-    es: &'a EsSettings,
+    client: &'a EsClient,
     deadline: Deadline,
 }
 
@@ -189,32 +184,15 @@ impl Cluster<'_> {
                 "PUT {}: {} {}",
                 path.join("/"),
                 status.as_u16(),
-                crate::bulk::error_reason(body.to_string().as_bytes())
+                error_reason(body.to_string().as_bytes())
             )));
         }
         Ok(())
     }
 
-    /// The URL of `path` under the cluster's URL, each segment
-    /// percent-encoded (a name never changes the path's shape).
-    fn url(&self, path: &[&str]) -> Result<reqwest::Url, Error> {
-        let mut url = reqwest::Url::parse(&self.es.url)
-            .map_err(|e| Error::Setup(format!("Elasticsearch URL {}: {e}", self.es.url)))?;
-        url.path_segments_mut()
-            .map_err(|()| {
-                Error::Setup(format!(
-                    "Elasticsearch URL {} cannot have a path",
-                    self.es.url
-                ))
-            })?
-            .pop_if_empty()
-            .extend(path);
-        Ok(url)
-    }
-
-    /// One call with retries on 429/502/503/504 and connection errors.
-    /// 401 fails as bad credentials, 403 names the missing `privilege`;
-    /// other statuses are returned with their JSON body.
+    /// One call with retries on transient answers ([`retry::is_transient`])
+    /// and connection errors. 401 fails as bad credentials, 403 names the
+    /// missing `privilege`; other statuses are returned with their JSON body.
     async fn call(
         &self,
         method: Method,
@@ -222,71 +200,54 @@ impl Cluster<'_> {
         body: Option<&Value>,
         privilege: &str,
     ) -> Result<(StatusCode, Value), Error> {
-        let url = self.url(path)?;
-        let path = path.join("/");
+        let shown = path.join("/");
+        let body = match body.map(serde_json::to_vec).transpose() {
+            Ok(body) => body,
+            Err(e) => return Err(Error::Setup(format!("{method} {shown}: {e}"))),
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .header(header::ACCEPT, "application/json")
-                .timeout(self.deadline.timeout(Duration::from_secs(20)));
-            if let Some(value) = self.es.auth.header() {
-                request = request.header(header::AUTHORIZATION, value);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let failure = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let bytes = match read_capped(response, 4 * 1024 * 1024).await {
-                        Ok(bytes) => bytes,
-                        Err(ReadError::TooLarge) => {
-                            return Err(Error::Setup(format!(
-                                "{method} {path}: response too large"
-                            )));
-                        }
-                        Err(ReadError::Transport(e)) => {
-                            return Err(Error::Setup(format!(
-                                "{method} {path}: {}",
-                                error_chain(&e)
-                            )));
-                        }
-                    };
-                    match status {
-                        StatusCode::UNAUTHORIZED => {
-                            return Err(Error::EsAuth {
-                                url: self.es.url.clone(),
-                                status: 401,
-                                reason: crate::bulk::error_reason(&bytes),
-                            });
-                        }
-                        StatusCode::FORBIDDEN => {
-                            return Err(Error::Setup(format!(
-                                "{method} {path} was refused (403): the credentials lack the `{privilege}` cluster privilege ({})",
-                                crate::bulk::error_reason(&bytes)
-                            )));
-                        }
-                        StatusCode::TOO_MANY_REQUESTS
-                        | StatusCode::BAD_GATEWAY
-                        | StatusCode::SERVICE_UNAVAILABLE
-                        | StatusCode::GATEWAY_TIMEOUT => {
-                            format!("{} {}", status.as_u16(), crate::bulk::error_reason(&bytes))
-                        }
-                        _ => {
-                            let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                            return Ok((status, json));
-                        }
+            let request = EsRequest {
+                method: method.clone(),
+                path,
+                query: &[],
+                body: body.clone().map(|body| ("application/json", body)),
+                timeout: self.deadline.timeout(Duration::from_secs(20)),
+                max_response: 4 * 1024 * 1024,
+            };
+            let failure = match self.client.send(request).await {
+                Ok(answer) => match answer.status {
+                    StatusCode::UNAUTHORIZED => {
+                        return Err(Error::EsAuth {
+                            url: self.client.settings().url.clone(),
+                            status: 401,
+                            reason: error_reason(&answer.body),
+                        });
                     }
+                    StatusCode::FORBIDDEN => {
+                        return Err(Error::Setup(format!(
+                            "{method} {shown} was refused (403): the credentials lack the `{privilege}` cluster privilege ({})",
+                            error_reason(&answer.body)
+                        )));
+                    }
+                    status if retry::is_transient(status) => {
+                        format!("{} {}", status.as_u16(), error_reason(&answer.body))
+                    }
+                    status => {
+                        let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                        return Ok((status, json));
+                    }
+                },
+                Err(failure @ (EsFailure::Transport(_) | EsFailure::Read(_))) => {
+                    failure.to_string()
                 }
-                Err(e) => error_chain(&e),
+                Err(failure) => return Err(request_error(&method, &shown, &failure)),
             };
             let wait = retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(4));
             if attempt >= ATTEMPTS || !self.deadline.allows(wait, Duration::from_secs(1)) {
                 return Err(Error::Setup(format!(
-                    "{method} {path} failed after {attempt} attempt(s): {failure}"
+                    "{method} {shown} failed after {attempt} attempt(s): {failure}"
                 )));
             }
             tokio::time::sleep(wait).await;
@@ -335,28 +296,5 @@ mod tests {
             Plan::KeepNewer
         );
         assert_eq!(Plan::KeepNewer.result(), "newer_installed");
-    }
-
-    #[test]
-    fn names_are_percent_encoded_into_one_path_segment() {
-        let es = EsSettings {
-            url: "https://es.example.com:9243/proxy/".into(),
-            auth: crate::config::EsAuth::None,
-            index_prefix: "docker-pulls".into(),
-            pipeline: None,
-        };
-        let http = reqwest::Client::new();
-        let cluster = Cluster {
-            http: &http,
-            es: &es,
-            deadline: Deadline::after(Duration::from_secs(1)),
-        };
-        let url = cluster
-            .url(&["_ingest", "pipeline", "a/b?c#d e"])
-            .expect("a URL");
-        assert_eq!(
-            url.as_str(),
-            "https://es.example.com:9243/proxy/_ingest/pipeline/a%2Fb%3Fc%23d%20e"
-        );
     }
 }

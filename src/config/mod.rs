@@ -3,10 +3,19 @@
 //!
 //! Reading is split from interpreting: [`ParameterStore`] fetches a prefix's
 //! parameters, and [`Settings::from_parameters`] turns them into typed
-//! settings without I/O, so every rule here is unit-tested.
+//! settings without I/O, so every rule here is unit-tested. The parts:
+//! [`environment`] (the process environment), [`ssm`] (Parameter Store) and
+//! [`elasticsearch`] (the cluster's settings and their checks).
+
+mod elasticsearch;
+mod environment;
+mod ssm;
+
+pub use elasticsearch::{EsAuth, EsSettings, decode_cloud_id};
+pub use environment::Environment;
+pub use ssm::{ParameterStore, SsmParameterStore, SsmSettings};
 
 use crate::error::Error;
-use base64::Engine as _;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -42,57 +51,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-/// How we authenticate to Elasticsearch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EsAuth {
-    None,
-    /// `Authorization: ApiKey <encoded>`.
-    ApiKey(Secret),
-    Basic {
-        username: String,
-        password: Secret,
-    },
-}
-
-impl EsAuth {
-    /// The `Authorization` header, marked sensitive so no HTTP layer logs
-    /// it. Settings read from SSM or flags are checked to make a valid header
-    /// ([`Settings::from_parameters`]); one that is not is left out, and the
-    /// cluster answers 401.
-    pub fn header(&self) -> Option<reqwest::header::HeaderValue> {
-        let mut value = reqwest::header::HeaderValue::try_from(self.header_value()?).ok()?;
-        value.set_sensitive(true);
-        Some(value)
-    }
-
-    /// The `Authorization` header's text, if any.
-    pub fn header_value(&self) -> Option<String> {
-        match self {
-            EsAuth::None => None,
-            EsAuth::ApiKey(key) => Some(format!("ApiKey {}", key.expose())),
-            EsAuth::Basic { username, password } => {
-                let pair = format!("{username}:{}", password.expose());
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                ))
-            }
-        }
-    }
-}
-
-/// Where and how documents are indexed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EsSettings {
-    /// Base URL without credentials and without a trailing slash.
-    pub url: String,
-    pub auth: EsAuth,
-    /// Documents go to `<index_prefix>-<yyyy>`.
-    pub index_prefix: String,
-    /// Ingest pipeline named on the bulk request; `None` when disabled.
-    pub pipeline: Option<String>,
 }
 
 /// A Docker Hub personal access token and its owner.
@@ -167,29 +125,6 @@ pub trait SettingsSource: Send + Sync {
     fn load(&self, needs: Needs) -> impl Future<Output = Result<Settings, Error>> + Send;
 }
 
-/// Settings read from SSM under `prefix` on every call.
-#[derive(Debug, Clone)]
-pub struct SsmSettings<P> {
-    store: P,
-    prefix: String,
-}
-
-impl<P: ParameterStore> SsmSettings<P> {
-    pub fn new(store: P, prefix: impl Into<String>) -> Self {
-        Self {
-            store,
-            prefix: prefix.into(),
-        }
-    }
-}
-
-impl<P: ParameterStore> SettingsSource for SsmSettings<P> {
-    async fn load(&self, needs: Needs) -> Result<Settings, Error> {
-        let parameters = self.store.parameters_by_path(&self.prefix).await?;
-        Settings::from_parameters(&self.prefix, &parameters, needs)
-    }
-}
-
 /// Fixed settings (local mode): what is missing is named by its flag.
 impl SettingsSource for Settings {
     async fn load(&self, needs: Needs) -> Result<Settings, Error> {
@@ -206,126 +141,6 @@ impl SettingsSource for Settings {
             });
         }
         Ok(self.clone())
-    }
-}
-
-/// The function's environment (see CONTRACT.md), read once at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Environment {
-    pub ssm_prefix: String,
-    pub hub_url: String,
-    pub hub_concurrency: usize,
-    /// `SPOOL_BUCKET`: where undelivered documents wait; `None`: no spool.
-    pub spool_bucket: Option<String>,
-    /// `MAX_EVENT_AGE`: a scheduled event older than this is a late replay,
-    /// and its counts get the fetch time instead of the event's.
-    pub max_event_age: std::time::Duration,
-}
-
-impl Environment {
-    /// Reads `SSM_PREFIX`, `DOCKER_HUB_URL`, `HUB_CONCURRENCY`,
-    /// `SPOOL_BUCKET` and `MAX_EVENT_AGE` through `var` (the process
-    /// environment in production).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let non_empty = |name: &str| {
-            var(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let hub_concurrency = match non_empty("HUB_CONCURRENCY") {
-            None => DEFAULT_HUB_CONCURRENCY,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => n,
-                _ => {
-                    return Err(Error::InvalidEnvironment {
-                        name: "HUB_CONCURRENCY",
-                        reason: format!("{text:?} is not a whole number from 1 to 1024"),
-                    });
-                }
-            },
-        };
-        let ssm_prefix = non_empty("SSM_PREFIX").unwrap_or_else(|| DEFAULT_SSM_PREFIX.to_owned());
-        if !ssm_prefix.starts_with('/') {
-            return Err(Error::InvalidEnvironment {
-                name: "SSM_PREFIX",
-                reason: format!("{ssm_prefix:?} must start with `/`"),
-            });
-        }
-        let max_event_age = match non_empty("MAX_EVENT_AGE") {
-            None => DEFAULT_MAX_EVENT_AGE,
-            Some(text) => match text.parse::<u64>() {
-                Ok(seconds) if seconds > 0 => std::time::Duration::from_secs(seconds),
-                _ => {
-                    return Err(Error::InvalidEnvironment {
-                        name: "MAX_EVENT_AGE",
-                        reason: format!("{text:?} is not a positive number of seconds"),
-                    });
-                }
-            },
-        };
-        Ok(Self {
-            ssm_prefix: ssm_prefix.trim_end_matches('/').to_owned(),
-            hub_url: non_empty("DOCKER_HUB_URL").unwrap_or_else(|| DEFAULT_HUB_URL.to_owned()),
-            hub_concurrency,
-            spool_bucket: non_empty("SPOOL_BUCKET"),
-            max_event_age,
-        })
-    }
-}
-
-/// Reads every parameter under a prefix, decrypted, following every page.
-/// Keys in the returned map are relative to the prefix (`elasticsearch/url`).
-pub trait ParameterStore: Send + Sync {
-    fn parameters_by_path(
-        &self,
-        prefix: &str,
-    ) -> impl Future<Output = Result<BTreeMap<String, String>, Error>> + Send;
-}
-
-/// [`ParameterStore`] backed by SSM `GetParametersByPath`.
-#[derive(Debug, Clone)]
-pub struct SsmParameterStore {
-    client: aws_sdk_ssm::Client,
-}
-
-impl SsmParameterStore {
-    pub fn new(client: aws_sdk_ssm::Client) -> Self {
-        Self { client }
-    }
-}
-
-impl ParameterStore for SsmParameterStore {
-    async fn parameters_by_path(&self, prefix: &str) -> Result<BTreeMap<String, String>, Error> {
-        let prefix = prefix.trim_end_matches('/');
-        let mut pages = self
-            .client
-            .get_parameters_by_path()
-            .path(prefix)
-            .recursive(true)
-            .with_decryption(true)
-            .into_paginator()
-            .send();
-        let mut parameters = BTreeMap::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| {
-                let region = self.client.config().region().map(|r| r.as_ref());
-                let call =
-                    crate::aws_error::AwsCall::ssm("ssm:GetParametersByPath", prefix, region);
-                Error::Ssm {
-                    prefix: prefix.to_owned(),
-                    message: crate::aws_error::explain(&error, &call),
-                }
-            })?;
-            for parameter in page.parameters() {
-                let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
-                    continue;
-                };
-                if let Some(key) = name.strip_prefix(prefix).map(|k| k.trim_start_matches('/')) {
-                    parameters.insert(key.to_owned(), value.to_owned());
-                }
-            }
-        }
-        Ok(parameters)
     }
 }
 
@@ -372,90 +187,12 @@ impl Settings {
             });
         }
 
-        let url = match (get("elasticsearch/url"), get("elasticsearch/cloud_id")) {
-            (Some(url), _) => Some((url.to_owned(), "elasticsearch/url")),
-            (None, Some(cloud_id)) => Some((
-                decode_cloud_id(cloud_id).map_err(|reason| Error::InvalidParameter {
-                    name: full_name("elasticsearch/cloud_id"),
-                    reason,
-                })?,
-                "elasticsearch/cloud_id",
-            )),
-            (None, None) if needs.elasticsearch => {
-                return Err(Error::MissingParameter {
-                    name: full_name("elasticsearch/url"),
-                    hint: "or elasticsearch/cloud_id: where to index the documents",
-                });
-            }
-            (None, None) => None,
-        };
-
-        let elasticsearch = match url {
-            None => None,
-            Some((url, source)) => {
-                let (url, url_credentials) =
-                    split_url_credentials(&url).map_err(|reason| Error::InvalidParameter {
-                        name: full_name(source),
-                        reason,
-                    })?;
-                let auth = match (
-                    get("elasticsearch/api_key"),
-                    get("elasticsearch/username"),
-                    get("elasticsearch/password"),
-                ) {
-                    (Some(key), _, _) => EsAuth::ApiKey(Secret::new(key)),
-                    (None, Some(username), Some(password)) => EsAuth::Basic {
-                        username: username.to_owned(),
-                        password: Secret::new(password),
-                    },
-                    (None, Some(_), None) => {
-                        return Err(Error::MissingParameter {
-                            name: full_name("elasticsearch/password"),
-                            hint: "set together with elasticsearch/username",
-                        });
-                    }
-                    (None, None, Some(_)) => {
-                        return Err(Error::MissingParameter {
-                            name: full_name("elasticsearch/username"),
-                            hint: "set together with elasticsearch/password",
-                        });
-                    }
-                    (None, None, None) => url_credentials.unwrap_or(EsAuth::None),
-                };
-                if auth.header_value().is_some() && auth.header().is_none() {
-                    let name = match auth {
-                        EsAuth::ApiKey(_) => "elasticsearch/api_key",
-                        _ => "elasticsearch/password",
-                    };
-                    return Err(Error::InvalidParameter {
-                        name: full_name(name),
-                        reason: "contains characters that cannot be sent in an HTTP header".into(),
-                    });
-                }
-                let index_prefix = get("elasticsearch/index").unwrap_or(DEFAULT_INDEX_PREFIX);
-                validate_index_prefix(index_prefix).map_err(|reason| Error::InvalidParameter {
-                    name: full_name("elasticsearch/index"),
-                    reason,
-                })?;
-                let pipeline = match parameters.get("elasticsearch/pipeline").map(|p| p.trim()) {
-                    None => Some(DEFAULT_PIPELINE.to_owned()),
-                    Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
-                    Some(p) => {
-                        validate_pipeline_name(p).map_err(|reason| Error::InvalidParameter {
-                            name: full_name("elasticsearch/pipeline"),
-                            reason,
-                        })?;
-                        Some(p.to_owned())
-                    }
-                };
-                Some(EsSettings {
-                    url,
-                    auth,
-                    index_prefix: index_prefix.to_owned(),
-                    pipeline,
-                })
-            }
-        };
+        let elasticsearch = elasticsearch::read(
+            get,
+            |key| parameters.get(key).map(String::as_str),
+            full_name,
+            needs.elasticsearch,
+        )?;
 
         let hub_credentials = match (get("dockerhub/username"), get("dockerhub/token")) {
             (Some(username), Some(token)) => Some(HubCredentials {
@@ -530,143 +267,10 @@ pub struct ParsedImages {
     pub invalid: Vec<(String, String)>,
 }
 
-/// Decodes an Elastic Cloud ID (`label:base64(host[:port]$es_uuid$kibana_uuid)`)
-/// into the Elasticsearch URL `https://<es_uuid>.<host>[:port]`.
-pub fn decode_cloud_id(cloud_id: &str) -> Result<String, String> {
-    let encoded = cloud_id.rsplit_once(':').map_or(cloud_id, |(_, e)| e);
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| "not a Cloud ID: the part after `:` is not base64".to_owned())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| "not a Cloud ID: not UTF-8".to_owned())?;
-    let mut parts = decoded.split('$');
-    let (Some(host), Some(es_uuid)) = (parts.next(), parts.next()) else {
-        return Err("not a Cloud ID: expected `host$es_uuid$kibana_uuid`".to_owned());
-    };
-    if host.is_empty() || es_uuid.is_empty() {
-        return Err("not a Cloud ID: empty host or Elasticsearch id".to_owned());
-    }
-    let (host, port) = match host.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => (host, Some(port)),
-        _ => (host, None),
-    };
-    Ok(match port {
-        Some(port) if port != "443" => format!("https://{es_uuid}.{host}:{port}"),
-        _ => format!("https://{es_uuid}.{host}"),
-    })
-}
-
-/// Checks the URL and moves `user:password@` out of it, so the URL can be
-/// logged and credentials travel only in the `Authorization` header.
-fn split_url_credentials(url: &str) -> Result<(String, Option<EsAuth>), String> {
-    let mut parsed = reqwest::Url::parse(url)
-        .map_err(|e| format!("not a URL ({e}); expected e.g. https://es.example.com:9243"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
-    }
-    let credentials = if parsed.username().is_empty() {
-        None
-    } else {
-        let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| "credentials in the URL are not valid UTF-8".to_owned())
-        };
-        let username = decode(parsed.username())?;
-        let password = decode(parsed.password().unwrap_or_default())?;
-        Some(EsAuth::Basic {
-            username,
-            password: Secret::new(password),
-        })
-    };
-    // Both setters only fail for URLs that cannot carry credentials, which
-    // http(s) URLs always can.
-    let _ = parsed.set_username("");
-    let _ = parsed.set_password(None);
-    Ok((
-        parsed.as_str().trim_end_matches('/').to_owned(),
-        credentials,
-    ))
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Elasticsearch index names: lowercase, no `\ / * ? " < > | , # :` or spaces,
-/// not starting with `-`, `_` or `+`.
-fn validate_index_prefix(prefix: &str) -> Result<(), String> {
-    let bad_start = prefix.starts_with(['-', '_', '+']);
-    let bad_char = prefix
-        .chars()
-        .find(|c| c.is_ascii_uppercase() || c.is_whitespace() || "\\/*?\"<>|,#:".contains(*c));
-    match (bad_start, bad_char) {
-        (true, _) => Err(format!(
-            "index prefix {prefix:?} must not start with -, _ or +"
-        )),
-        (_, Some(c)) => Err(format!(
-            "index prefix {prefix:?} contains {c:?}; index names are lowercase without \\ / * ? \" < > | , # : or spaces"
-        )),
-        _ if prefix.len() > 200 => Err("index prefix is longer than 200 bytes".to_owned()),
-        _ => Ok(()),
-    }
-}
-
-/// Checks an ingest pipeline name. It goes into the setup URL's path and the
-/// bulk request's `pipeline` parameter, and `GET _ingest/pipeline/<name>`
-/// reads `,` and `*` as several pipelines. Elasticsearch (9.x) warns about,
-/// and announces it will refuse, the names its index-name rules refuse
-/// (`MetadataCreateIndexService.validateIndexOrAliasName`, case aside).
-fn validate_pipeline_name(name: &str) -> Result<(), String> {
-    const FORBIDDEN: &str = "\\/*?\"<>|,#:";
-    if name.is_empty() {
-        return Err(format!(
-            "is empty: name an ingest pipeline, or set `{NO_PIPELINE}` to send documents without one"
-        ));
-    }
-    if name == "_none" {
-        return Err(format!(
-            "`_none` tells Elasticsearch to use no pipeline, so setup would install one that is never used: set `{NO_PIPELINE}` to disable the pipeline"
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(*c))
-    {
-        return Err(format!(
-            "pipeline name {name:?} contains {c:?}; Elasticsearch pipeline names have no spaces and none of \\ / * ? \" < > | , # :"
-        ));
-    }
-    if name.starts_with(['_', '-', '+']) {
-        return Err(format!(
-            "pipeline name {name:?} must not start with _, - or +"
-        ));
-    }
-    if name == "." || name == ".." {
-        return Err(format!("pipeline name {name:?} is not a name"));
-    }
-    if name.len() > 255 {
-        return Err(format!(
-            "pipeline name is {} bytes long; Elasticsearch allows 255",
-            name.len()
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -1067,47 +671,5 @@ mod tests {
         assert_eq!(creds.username, "acme");
         assert_eq!(creds.token.expose(), "dckr_pat_secret");
         assert!(!format!("{creds:?}").contains("dckr_pat_secret"));
-    }
-
-    #[test]
-    fn environment_defaults_and_validation() {
-        let env = Environment::from_vars(|_| None).expect("defaults");
-        assert_eq!(
-            env,
-            Environment {
-                ssm_prefix: "/docker-pulls".into(),
-                hub_url: "https://hub.docker.com".into(),
-                hub_concurrency: 16,
-                spool_bucket: None,
-                max_event_age: std::time::Duration::from_secs(900),
-            }
-        );
-        let env = Environment::from_vars(|name| match name {
-            "SSM_PREFIX" => Some("/prod/pulls/".into()),
-            "HUB_CONCURRENCY" => Some("32".into()),
-            "DOCKER_HUB_URL" => Some("http://127.0.0.1:8080".into()),
-            "SPOOL_BUCKET" => Some(" pulls-spool ".into()),
-            "MAX_EVENT_AGE" => Some("600".into()),
-            _ => None,
-        })
-        .expect("valid");
-        assert_eq!(env.spool_bucket.as_deref(), Some("pulls-spool"));
-        assert_eq!(env.max_event_age, std::time::Duration::from_secs(600));
-        for bad in ["0", "-5", "15m"] {
-            let err = Environment::from_vars(|n| (n == "MAX_EVENT_AGE").then(|| bad.to_owned()))
-                .unwrap_err();
-            assert!(err.to_string().contains("MAX_EVENT_AGE"), "{err}");
-        }
-        assert_eq!(env.ssm_prefix, "/prod/pulls");
-        assert_eq!(env.hub_concurrency, 32);
-        assert_eq!(env.hub_url, "http://127.0.0.1:8080");
-        for bad in ["0", "-1", "many", "5000"] {
-            let err = Environment::from_vars(|n| (n == "HUB_CONCURRENCY").then(|| bad.to_owned()))
-                .unwrap_err();
-            assert!(err.to_string().contains("HUB_CONCURRENCY"), "{err}");
-        }
-        let err = Environment::from_vars(|n| (n == "SSM_PREFIX").then(|| "pulls".to_owned()))
-            .unwrap_err();
-        assert!(err.to_string().contains("SSM_PREFIX"), "{err}");
     }
 }

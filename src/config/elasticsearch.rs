@@ -1,0 +1,288 @@
+//! Where and how documents are indexed: the cluster's URL (or Elastic
+//! Cloud ID), its credentials, the index prefix and the ingest pipeline,
+//! read from the `elasticsearch/*` parameters and checked before any
+//! request is made.
+
+use super::{DEFAULT_INDEX_PREFIX, DEFAULT_PIPELINE, NO_PIPELINE, Secret};
+use crate::error::Error;
+use base64::Engine as _;
+
+/// How we authenticate to Elasticsearch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EsAuth {
+    None,
+    /// `Authorization: ApiKey <encoded>`.
+    ApiKey(Secret),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+}
+
+impl EsAuth {
+    /// The `Authorization` header, marked sensitive so no HTTP layer logs
+    /// it. Settings read from SSM or flags are checked to make a valid header
+    /// ([`Settings::from_parameters`]); one that is not is left out, and the
+    /// cluster answers 401.
+    pub fn header(&self) -> Option<reqwest::header::HeaderValue> {
+        let mut value = reqwest::header::HeaderValue::try_from(self.header_value()?).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// The `Authorization` header's text, if any.
+    pub fn header_value(&self) -> Option<String> {
+        match self {
+            EsAuth::None => None,
+            EsAuth::ApiKey(key) => Some(format!("ApiKey {}", key.expose())),
+            EsAuth::Basic { username, password } => {
+                let pair = format!("{username}:{}", password.expose());
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            }
+        }
+    }
+}
+
+/// Where and how documents are indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EsSettings {
+    /// Base URL without credentials and without a trailing slash.
+    pub url: String,
+    pub auth: EsAuth,
+    /// Documents go to `<index_prefix>-<yyyy>`.
+    pub index_prefix: String,
+    /// Ingest pipeline named on the bulk request; `None` when disabled.
+    pub pipeline: Option<String>,
+}
+
+/// The `elasticsearch/*` parameters as settings: `get` reads a parameter
+/// (trimmed, empty as absent), `full_name` names it in errors. `None` when
+/// no cluster is configured and `required` is false.
+pub(super) fn read<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+    raw: impl Fn(&str) -> Option<&'a str>,
+    full_name: impl Fn(&str) -> String,
+    required: bool,
+) -> Result<Option<EsSettings>, Error> {
+    let url = match (get("elasticsearch/url"), get("elasticsearch/cloud_id")) {
+        (Some(url), _) => Some((url.to_owned(), "elasticsearch/url")),
+        (None, Some(cloud_id)) => Some((
+            decode_cloud_id(cloud_id).map_err(|reason| Error::InvalidParameter {
+                name: full_name("elasticsearch/cloud_id"),
+                reason,
+            })?,
+            "elasticsearch/cloud_id",
+        )),
+        (None, None) if required => {
+            return Err(Error::MissingParameter {
+                name: full_name("elasticsearch/url"),
+                hint: "or elasticsearch/cloud_id: where to index the documents",
+            });
+        }
+        (None, None) => None,
+    };
+
+    Ok(match url {
+        None => None,
+        Some((url, source)) => {
+            let (url, url_credentials) =
+                split_url_credentials(&url).map_err(|reason| Error::InvalidParameter {
+                    name: full_name(source),
+                    reason,
+                })?;
+            let auth = match (
+                get("elasticsearch/api_key"),
+                get("elasticsearch/username"),
+                get("elasticsearch/password"),
+            ) {
+                (Some(key), _, _) => EsAuth::ApiKey(Secret::new(key)),
+                (None, Some(username), Some(password)) => EsAuth::Basic {
+                    username: username.to_owned(),
+                    password: Secret::new(password),
+                },
+                (None, Some(_), None) => {
+                    return Err(Error::MissingParameter {
+                        name: full_name("elasticsearch/password"),
+                        hint: "set together with elasticsearch/username",
+                    });
+                }
+                (None, None, Some(_)) => {
+                    return Err(Error::MissingParameter {
+                        name: full_name("elasticsearch/username"),
+                        hint: "set together with elasticsearch/password",
+                    });
+                }
+                (None, None, None) => url_credentials.unwrap_or(EsAuth::None),
+            };
+            if auth.header_value().is_some() && auth.header().is_none() {
+                let name = match auth {
+                    EsAuth::ApiKey(_) => "elasticsearch/api_key",
+                    _ => "elasticsearch/password",
+                };
+                return Err(Error::InvalidParameter {
+                    name: full_name(name),
+                    reason: "contains characters that cannot be sent in an HTTP header".into(),
+                });
+            }
+            let index_prefix = get("elasticsearch/index").unwrap_or(DEFAULT_INDEX_PREFIX);
+            validate_index_prefix(index_prefix).map_err(|reason| Error::InvalidParameter {
+                name: full_name("elasticsearch/index"),
+                reason,
+            })?;
+            let pipeline = match raw("elasticsearch/pipeline").map(|p| p.trim()) {
+                None => Some(DEFAULT_PIPELINE.to_owned()),
+                Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
+                Some(p) => {
+                    validate_pipeline_name(p).map_err(|reason| Error::InvalidParameter {
+                        name: full_name("elasticsearch/pipeline"),
+                        reason,
+                    })?;
+                    Some(p.to_owned())
+                }
+            };
+            Some(EsSettings {
+                url,
+                auth,
+                index_prefix: index_prefix.to_owned(),
+                pipeline,
+            })
+        }
+    })
+}
+
+/// Decodes an Elastic Cloud ID (`label:base64(host[:port]$es_uuid$kibana_uuid)`)
+/// into the Elasticsearch URL `https://<es_uuid>.<host>[:port]`.
+pub fn decode_cloud_id(cloud_id: &str) -> Result<String, String> {
+    let encoded = cloud_id.rsplit_once(':').map_or(cloud_id, |(_, e)| e);
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "not a Cloud ID: the part after `:` is not base64".to_owned())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| "not a Cloud ID: not UTF-8".to_owned())?;
+    let mut parts = decoded.split('$');
+    let (Some(host), Some(es_uuid)) = (parts.next(), parts.next()) else {
+        return Err("not a Cloud ID: expected `host$es_uuid$kibana_uuid`".to_owned());
+    };
+    if host.is_empty() || es_uuid.is_empty() {
+        return Err("not a Cloud ID: empty host or Elasticsearch id".to_owned());
+    }
+    let (host, port) = match host.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => (host, Some(port)),
+        _ => (host, None),
+    };
+    Ok(match port {
+        Some(port) if port != "443" => format!("https://{es_uuid}.{host}:{port}"),
+        _ => format!("https://{es_uuid}.{host}"),
+    })
+}
+
+/// Checks the URL and moves `user:password@` out of it, so the URL can be
+/// logged and credentials travel only in the `Authorization` header.
+fn split_url_credentials(url: &str) -> Result<(String, Option<EsAuth>), String> {
+    let mut parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("not a URL ({e}); expected e.g. https://es.example.com:9243"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", parsed.scheme()));
+    }
+    let credentials = if parsed.username().is_empty() {
+        None
+    } else {
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| "credentials in the URL are not valid UTF-8".to_owned())
+        };
+        let username = decode(parsed.username())?;
+        let password = decode(parsed.password().unwrap_or_default())?;
+        Some(EsAuth::Basic {
+            username,
+            password: Secret::new(password),
+        })
+    };
+    // Both setters only fail for URLs that cannot carry credentials, which
+    // http(s) URLs always can.
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    Ok((
+        parsed.as_str().trim_end_matches('/').to_owned(),
+        credentials,
+    ))
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Elasticsearch index names: lowercase, no `\ / * ? " < > | , # :` or spaces,
+/// not starting with `-`, `_` or `+`.
+fn validate_index_prefix(prefix: &str) -> Result<(), String> {
+    let bad_start = prefix.starts_with(['-', '_', '+']);
+    let bad_char = prefix
+        .chars()
+        .find(|c| c.is_ascii_uppercase() || c.is_whitespace() || "\\/*?\"<>|,#:".contains(*c));
+    match (bad_start, bad_char) {
+        (true, _) => Err(format!(
+            "index prefix {prefix:?} must not start with -, _ or +"
+        )),
+        (_, Some(c)) => Err(format!(
+            "index prefix {prefix:?} contains {c:?}; index names are lowercase without \\ / * ? \" < > | , # : or spaces"
+        )),
+        _ if prefix.len() > 200 => Err("index prefix is longer than 200 bytes".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+/// Checks an ingest pipeline name. It goes into the setup URL's path and the
+/// bulk request's `pipeline` parameter, and `GET _ingest/pipeline/<name>`
+/// reads `,` and `*` as several pipelines. Elasticsearch (9.x) warns about,
+/// and announces it will refuse, the names its index-name rules refuse
+/// (`MetadataCreateIndexService.validateIndexOrAliasName`, case aside).
+fn validate_pipeline_name(name: &str) -> Result<(), String> {
+    const FORBIDDEN: &str = "\\/*?\"<>|,#:";
+    if name.is_empty() {
+        return Err(format!(
+            "is empty: name an ingest pipeline, or set `{NO_PIPELINE}` to send documents without one"
+        ));
+    }
+    if name == "_none" {
+        return Err(format!(
+            "`_none` tells Elasticsearch to use no pipeline, so setup would install one that is never used: set `{NO_PIPELINE}` to disable the pipeline"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(*c))
+    {
+        return Err(format!(
+            "pipeline name {name:?} contains {c:?}; Elasticsearch pipeline names have no spaces and none of \\ / * ? \" < > | , # :"
+        ));
+    }
+    if name.starts_with(['_', '-', '+']) {
+        return Err(format!(
+            "pipeline name {name:?} must not start with _, - or +"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("pipeline name {name:?} is not a name"));
+    }
+    if name.len() > 255 {
+        return Err(format!(
+            "pipeline name is {} bytes long; Elasticsearch allows 255",
+            name.len()
+        ));
+    }
+    Ok(())
+}
