@@ -119,7 +119,7 @@ class Verdict:
     session_token: bool = False
 
     def body(self) -> bytes:
-        return json.dumps({self.message_key: self.message}).encode()
+        return json.dumps({self.message_key: self.message}, separators=(",", ":")).encode()
 
 
 def parse_key(text: str) -> tuple[str, str, str | None]:
@@ -459,7 +459,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 headers[name].append(value)
             return response.status, headers, data
         except (OSError, http.client.HTTPException) as error:
-            message = json.dumps({"message": f"sigv4_proxy: upstream unreachable: {error}"}).encode()
+            message = json.dumps({"message": f"sigv4_proxy: upstream unreachable: {error}"},
+                                 separators=(",", ":")).encode()
             return 502, {"Content-Type": "application/json", "X-Proxy-Error": str(error)}, message
         finally:
             conn.close()
