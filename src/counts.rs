@@ -64,6 +64,15 @@ macro_rules! run_counts {
                     "run finished"
                 );
             }
+
+            /// The one line of a run that failed: what it did before.
+            pub fn log_failure(&self, error: &dyn std::fmt::Display) {
+                tracing::error!(
+                    %error,
+                    $($field = self.$field,)*
+                    "run failed"
+                );
+            }
         }
     };
 }
@@ -86,10 +95,13 @@ run_counts! {
     /// This run's documents written to the spool (Elasticsearch did not
     /// take them; a later run will).
     spooled: usize => "Spooled" Count;
-    /// Documents of earlier runs sent from the spool and now indexed.
+    /// Documents of earlier runs sent from the spool and created now: only
+    /// what this run delivered (re-sent ones already there are
+    /// `drained_already_indexed`).
     drained: usize => "Drained" Count;
-    /// Spool objects still waiting after this run.
-    spool_backlog: usize => "SpoolBacklog" Count;
+    /// Spool objects still waiting after this run; `None` (JSON `null`, no
+    /// metric point) when the spool could not be listed.
+    spool_backlog: Option<usize> => "SpoolBacklog" Count;
     /// Documents Elasticsearch refused for good, set aside under
     /// `spool/rejected/`.
     rejected: usize => "Rejected" Count;
@@ -140,6 +152,9 @@ mod tests {
         let json = serde_json::to_value(&counts).expect("serialises");
         assert_eq!(json["requested"], 3);
         assert!(json.get("failed").is_none(), "{json}");
-        assert_eq!(json["spool_backlog"], 0);
+        assert!(
+            json["spool_backlog"].is_null(),
+            "unknown until listed: {json}"
+        );
     }
 }

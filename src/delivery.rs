@@ -3,16 +3,36 @@
 //! the spool's backlog, oldest first, within the time that is left.
 //!
 //! The order is the spool's promise: write, then index, then delete on a full
-//! account of an object; never delete on hope.
+//! account of an object; never delete on hope. Within that:
+//!
+//! - what can still be delivered is written before what was refused for good;
+//! - only a whole-request failure (Elasticsearch, or the way to it, in
+//!   trouble) or the deadline ends a drain: an object whose documents their
+//!   index refuses (a write block, a missing privilege) is kept and skipped,
+//!   and newer objects still go;
+//! - an object is read a slice at a time, so its size does not matter, and a
+//!   damaged line is set aside alone;
+//! - every spool call is bounded by the time left, so a slow S3 cannot carry
+//!   a run past its deadline.
 
 use crate::counts::RunCounts;
 use crate::error::Error;
 use crate::es::bulk::{BulkSink, IndexReport};
-use crate::ndjson::{BulkEntry, decode_creates};
+use crate::ndjson::{BulkEntry, Decoder, Unreadable};
 use crate::retry::Deadline;
-use crate::spool::{self, SpoolStore};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::spool::{self, SpoolError, SpoolReader, SpoolStore};
+use crate::timing::IndexTiming;
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// A spooled object is read and indexed this many bytes at a time (about
+/// 16,000 documents): memory stays small whatever the object's size.
+const SLICE_BYTES: u64 = 4 * 1024 * 1024;
+/// Copying the unread rest of an object into a remainder, at a pessimistic
+/// rate (bytes a second).
+const COPY_RATE: f64 = 5_000_000.0;
 
 /// What the counters do not say about a delivery.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,80 +43,6 @@ pub struct Delivery {
     pub pipeline_missing: bool,
 }
 
-/// What indexing has cost in this container, to keep time back for it: the
-/// Hub phase stops early enough that what it fetched can still be indexed,
-/// and the indexing stops early enough that what it could not index can
-/// still be spooled. Starts from defaults that are generous for the first
-/// run, then follows what Elasticsearch actually took.
-#[derive(Debug)]
-pub struct IndexTiming {
-    round_trip_ms: AtomicU64,
-    per_document_us: AtomicU64,
-}
-
-/// Never keep less than this for one `_bulk` round trip.
-const MIN_ROUND_TRIP: Duration = Duration::from_millis(500);
-/// Never assume a document costs less than this to index.
-const MIN_PER_DOCUMENT: Duration = Duration::from_micros(100);
-/// Kept for indexing on top of the estimate: one retry's backoff.
-const INDEX_SLACK: Duration = Duration::from_millis(500);
-/// An S3 write of a run's documents: one request, plus the bytes at a
-/// pessimistic 5 MB/s (a document is ~250 bytes of NDJSON).
-const SPOOL_WRITE: Duration = Duration::from_secs(2);
-const SPOOL_PER_DOCUMENT: Duration = Duration::from_micros(50);
-
-impl Default for IndexTiming {
-    fn default() -> Self {
-        Self {
-            round_trip_ms: AtomicU64::new(MIN_ROUND_TRIP.as_millis() as u64),
-            per_document_us: AtomicU64::new(MIN_PER_DOCUMENT.as_micros() as u64),
-        }
-    }
-}
-
-impl IndexTiming {
-    /// Learns from a finished indexing (slowest of the defaults and what was
-    /// seen, doubled: a busy cluster is slower the next time too).
-    pub fn record(&self, report: &IndexReport, documents: usize) {
-        if report.requests == 0 || documents == 0 {
-            return;
-        }
-        let per_request = report.elapsed / report.requests as u32;
-        let per_document = report.elapsed / documents as u32;
-        self.round_trip_ms.store(
-            (per_request * 2).max(MIN_ROUND_TRIP).as_millis() as u64,
-            Ordering::Relaxed,
-        );
-        self.per_document_us.store(
-            (per_document * 2).max(MIN_PER_DOCUMENT).as_micros() as u64,
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Time to keep for indexing `documents`.
-    pub fn index_reserve(&self, documents: usize) -> Duration {
-        let round_trip = Duration::from_millis(self.round_trip_ms.load(Ordering::Relaxed));
-        let per_document = Duration::from_micros(self.per_document_us.load(Ordering::Relaxed));
-        INDEX_SLACK + round_trip + per_document * documents as u32
-    }
-
-    /// Time to keep for writing `documents` to the spool.
-    pub fn spool_reserve(&self, documents: usize) -> Duration {
-        SPOOL_WRITE + SPOOL_PER_DOCUMENT * documents as u32
-    }
-
-    /// Time to keep for indexing `documents` and, when `spooling`, for
-    /// writing them to the spool if Elasticsearch does not take them.
-    pub fn reserve(&self, documents: usize, spooling: bool) -> Duration {
-        let spool = if spooling {
-            self.spool_reserve(documents)
-        } else {
-            Duration::ZERO
-        };
-        self.index_reserve(documents) + spool
-    }
-}
-
 /// Indexes, spools and drains for one run.
 pub struct Deliverer<'a> {
     pub sink: &'a BulkSink,
@@ -104,11 +50,28 @@ pub struct Deliverer<'a> {
     pub timing: &'a IndexTiming,
 }
 
+/// Indices that refused documents this run, with the first reason: logged
+/// once at the end of the run.
+type Refusals = BTreeMap<String, String>;
+
+/// What became of one spooled object.
+#[derive(Debug, Default)]
+struct Drained {
+    /// Documents read from it.
+    documents: usize,
+    /// It no longer waits under its key (delivered, moved, or gone).
+    removed: bool,
+    /// New objects written for what is left of it.
+    added: usize,
+    /// Elasticsearch (or the way to it) failed, or the time ran out: stop.
+    interrupted: bool,
+}
+
 impl Deliverer<'_> {
     /// Delivers this run's `entries` (all stamped with the run's time), then
-    /// drains the backlog when Elasticsearch took them. Fails only when
-    /// documents could be lost: not accounted for, and no spool could keep
-    /// them.
+    /// drains the backlog unless Elasticsearch failed as a whole. Fails only
+    /// when documents could be lost: not accounted for, and no spool could
+    /// keep them.
     pub async fn deliver(
         &self,
         entries: Vec<BulkEntry>,
@@ -130,11 +93,10 @@ impl Deliverer<'_> {
         counts.already_indexed = report.already_indexed;
         counts.bulk_requests = report.requests;
         delivery.pipeline_missing = report.pipeline_missing;
-        // Elasticsearch took every document (created, already there, or
-        // refused for good and set aside below): the spool may be drained.
-        let taken = report.unaccounted.is_empty() && report.halted.is_none();
+        let mut refusals = report.refusals.clone();
 
         let Some(spool) = self.spool else {
+            log_refusals(&refusals);
             return match unaccounted_error(report, &entries) {
                 Some(error) => Err(error),
                 None => Ok(delivery),
@@ -145,97 +107,192 @@ impl Deliverer<'_> {
             rejected,
             unaccounted,
             halted,
+            interrupted,
             ..
         } = report;
         let own_key = spool::object_key(key_time);
-        if !rejected.is_empty() {
-            set_aside(spool, &own_key, &entries, &rejected)
-                .await
-                .map_err(|error| Error::SpoolWrite {
-                    count: rejected.len(),
-                    cause: rejected[0].1.clone(),
-                    reason: error.to_string(),
-                })?;
-            counts.rejected += rejected.len();
-        }
-        let mut written = false;
+        // What can still be delivered first: if the spool fails after it,
+        // the documents refused for good are the only ones at stake.
+        let mut not_kept: Vec<(usize, String, String)> = Vec::new();
         if !unaccounted.is_empty() {
             let reason = halted
                 .as_ref()
                 .map_or_else(|| unaccounted[0].1.clone(), ToString::to_string);
             let body = spool::encode_object(unaccounted.iter().map(|(i, _)| &entries[*i]));
-            spool
-                .put(&own_key, body)
+            match self
+                .bounded(
+                    spool,
+                    deadline,
+                    true,
+                    "writing",
+                    &own_key,
+                    spool.put(&own_key, body),
+                )
                 .await
-                .map_err(|error| Error::SpoolWrite {
-                    count: unaccounted.len(),
-                    cause: reason.clone(),
-                    reason: error.to_string(),
-                })?;
-            written = true;
-            counts.spooled = unaccounted.len();
-            tracing::error!(
-                documents = unaccounted.len(),
-                spool = %format_args!("{}{own_key}", spool.location()),
-                reason = %reason,
-                "Elasticsearch did not take these documents; they are kept in the spool and sent by a later run"
-            );
-            delivery.elasticsearch_error = Some(reason);
+            {
+                Ok(()) => {
+                    counts.spooled = unaccounted.len();
+                    tracing::error!(
+                        documents = unaccounted.len(),
+                        spool = %format_args!("{}{own_key}", spool.location()),
+                        reason = %reason,
+                        "Elasticsearch did not take these documents; they are kept in the spool and sent by a later run"
+                    );
+                    delivery.elasticsearch_error = Some(reason);
+                }
+                Err(error) => not_kept.push((unaccounted.len(), reason, error.to_string())),
+            }
+        }
+        if !rejected.is_empty() {
+            let refused: Vec<(&BulkEntry, &str)> = rejected
+                .iter()
+                .map(|(i, reason)| (&entries[*i], reason.as_str()))
+                .collect();
+            match self
+                .bounded(
+                    spool,
+                    deadline,
+                    true,
+                    "writing",
+                    &own_key,
+                    set_aside(spool, &own_key, &refused),
+                )
+                .await
+            {
+                Ok(()) => counts.rejected += rejected.len(),
+                Err(error) => {
+                    not_kept.push((rejected.len(), rejected[0].1.clone(), error.to_string()))
+                }
+            }
+        }
+        if let Some((_, cause, reason)) = not_kept.first() {
+            return Err(Error::SpoolWrite {
+                count: not_kept.iter().map(|(count, _, _)| count).sum(),
+                cause: cause.clone(),
+                reason: reason.clone(),
+            });
         }
 
-        if taken {
-            self.drain(spool, deadline, counts, &mut delivery).await;
+        if interrupted {
+            counts.spool_backlog = self.backlog(spool, deadline).await;
         } else {
-            counts.spool_backlog = match spool.list().await {
-                Ok(keys) => keys.len(),
-                Err(error) => {
-                    tracing::error!(%error, "could not list the spool to count its backlog");
-                    usize::from(written)
-                }
-            };
+            // Not this run's own object, if it just wrote one: its documents
+            // were refused by their index a moment ago.
+            let own = (counts.spooled > 0).then_some(own_key.as_str());
+            self.drain(spool, deadline, own, counts, &mut delivery, &mut refusals)
+                .await;
         }
+        log_refusals(&refusals);
         Ok(delivery)
     }
 
-    /// Sends spooled objects oldest first while time allows; stops at the
-    /// first sign of trouble (Elasticsearch did not take everything, or the
-    /// spool failed), leaving the rest for the next run.
+    /// A spool call, bounded by the time left (`deadline`): a silent S3
+    /// ends in an error before the invocation's deadline. `learn`: the
+    /// call's time teaches the spool-operation estimate.
+    async fn bounded<T>(
+        &self,
+        spool: &dyn SpoolStore,
+        deadline: Deadline,
+        learn: bool,
+        operation: &'static str,
+        key: &str,
+        call: impl Future<Output = Result<T, SpoolError>>,
+    ) -> Result<T, SpoolError> {
+        let started = Instant::now();
+        match tokio::time::timeout(deadline.remaining(), call).await {
+            Ok(result) => {
+                if learn {
+                    self.timing.record_spool_operation(started.elapsed());
+                }
+                result
+            }
+            Err(_) => Err(SpoolError {
+                operation,
+                location: format!("{}{key}", spool.location()),
+                message: "no answer before the invocation's deadline".into(),
+            }),
+        }
+    }
+
+    /// Objects waiting, or `None` when the spool cannot be listed in time.
+    async fn backlog(&self, spool: &dyn SpoolStore, deadline: Deadline) -> Option<usize> {
+        match self
+            .bounded(
+                spool,
+                deadline,
+                true,
+                "listing",
+                spool::PREFIX,
+                spool.list(),
+            )
+            .await
+        {
+            Ok(keys) => Some(keys.len()),
+            Err(error) => {
+                tracing::error!(%error, "could not list the spool to count its backlog");
+                None
+            }
+        }
+    }
+
+    /// Time to keep before starting on an object of `documents`: its get,
+    /// its `_bulk`, a remainder's write and its delete.
+    fn object_reserve(&self, documents: usize) -> Duration {
+        self.timing.spool_operation() * 2 + self.timing.reserve(documents, true)
+    }
+
+    /// Sends spooled objects oldest first while time allows. Objects their
+    /// index refuses are kept and skipped; a whole-request failure, a spool
+    /// failure or the deadline stop the drain, leaving the rest for the next
+    /// run.
     async fn drain(
         &self,
         spool: &dyn SpoolStore,
         deadline: Deadline,
+        own: Option<&str>,
         counts: &mut RunCounts,
         delivery: &mut Delivery,
+        refusals: &mut Refusals,
     ) {
-        let keys = match spool.list().await {
+        let keys = match self
+            .bounded(
+                spool,
+                deadline,
+                true,
+                "listing",
+                spool::PREFIX,
+                spool.list(),
+            )
+            .await
+        {
             Ok(keys) => keys,
             Err(error) => {
                 tracing::error!(%error, "could not list the spool; not draining it this run");
+                counts.spool_backlog = None;
                 return;
             }
         };
         let mut backlog = keys.len();
         // The size of the objects seen so far guides how much time to keep.
         let mut expected_documents = 1;
-        for key in &keys {
-            let needed = self.timing.reserve(expected_documents, true);
-            if !deadline.allows(needed, Duration::ZERO) {
+        for key in keys.iter().filter(|key| Some(key.as_str()) != own) {
+            if !deadline.allows(self.object_reserve(expected_documents), Duration::ZERO) {
                 tracing::info!(backlog, "not enough time left to drain more of the spool");
                 break;
             }
             match self
-                .drain_object(spool, key, deadline, counts, delivery)
+                .drain_object(spool, key, deadline, counts, delivery, refusals)
                 .await
             {
-                Ok(Drained {
-                    documents,
-                    complete,
-                }) => {
-                    expected_documents = expected_documents.max(documents);
-                    backlog -= 1;
-                    if !complete {
-                        // What is left went back into a new object.
-                        backlog += 1;
+                Ok(drained) => {
+                    expected_documents = expected_documents.max(drained.documents);
+                    backlog = backlog + drained.added - usize::from(drained.removed);
+                    if drained.interrupted {
+                        tracing::info!(
+                            backlog,
+                            key = %key,
+                            "stopped draining the spool: Elasticsearch did not take everything, or the time ran out"
+                        );
                         break;
                     }
                 }
@@ -245,12 +302,15 @@ impl Deliverer<'_> {
                 }
             }
         }
-        counts.spool_backlog = backlog;
+        counts.spool_backlog = Some(backlog);
     }
 
-    /// Indexes one object and deletes it once every document in it is
-    /// accounted for: created, already there, set aside as rejected, or
-    /// written into a new object that keeps the original time.
+    /// Indexes one object a slice at a time and deletes it once every
+    /// document in it is accounted for: created, already there, set aside
+    /// (refused for good, or unreadable), or written into a new object that
+    /// keeps the original time. An object nothing could be done with (its
+    /// index refuses it, or Elasticsearch failed before any progress) is
+    /// left as it is.
     async fn drain_object(
         &self,
         spool: &dyn SpoolStore,
@@ -258,88 +318,282 @@ impl Deliverer<'_> {
         deadline: Deadline,
         counts: &mut RunCounts,
         delivery: &mut Delivery,
-    ) -> Result<Drained, spool::SpoolError> {
-        let Some(body) = spool.get(key).await? else {
+        refusals: &mut Refusals,
+    ) -> Result<Drained, SpoolError> {
+        let Some(mut reader) = self
+            .bounded(spool, deadline, true, "reading", key, spool.open(key))
+            .await?
+        else {
             // Another run drained it meanwhile.
             return Ok(Drained {
-                documents: 0,
-                complete: true,
+                removed: true,
+                ..Drained::default()
             });
         };
-        let entries = match decode_creates(&body) {
-            Ok(entries) => entries,
-            Err(reason) => {
-                // Not ours to guess at: move it aside whole, for a person.
-                let aside = format!("{}.unreadable", spool::rejected_key(key));
-                tracing::error!(key = %key, %reason, moved_to = %aside, "unreadable spool object set aside");
-                spool.put(&aside, body).await?;
-                spool.delete(key).await?;
-                return Ok(Drained {
-                    documents: 0,
-                    complete: true,
-                });
+        let mut decoder = Some(Decoder::default());
+        let mut drained = Drained::default();
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        let mut rejected: Vec<(BulkEntry, String)> = Vec::new();
+        // Refused or not sent: what goes back into the spool.
+        let mut kept: Vec<BulkEntry> = Vec::new();
+        let mut delivered = 0;
+        let mut rest_unread = false;
+        let mut skipped = false;
+        loop {
+            let slice = self
+                .bounded(
+                    spool,
+                    deadline,
+                    false,
+                    "reading",
+                    key,
+                    read_slice(&mut reader, &mut decoder, &mut unreadable),
+                )
+                .await?;
+            drained.documents += slice.len();
+            if !slice.is_empty() {
+                let after = self.timing.spool_reserve(slice.len())
+                    + self.timing.spool_operation()
+                    + copy_time(&reader);
+                let report = self.sink.index(&slice, deadline.less(after)).await;
+                self.timing.record(&report, slice.len());
+                counts.bulk_requests += report.requests;
+                delivery.pipeline_missing |= report.pipeline_missing;
+                counts.drained += report.created;
+                counts.drained_already_indexed += report.already_indexed;
+                delivered += report.created + report.already_indexed;
+                for (index, reason) in &report.refusals {
+                    refusals
+                        .entry(index.clone())
+                        .or_insert_with(|| reason.clone());
+                }
+                drained.interrupted = report.interrupted;
+                rejected.extend(
+                    report
+                        .rejected
+                        .iter()
+                        .map(|(i, reason)| (slice[*i].clone(), reason.clone())),
+                );
+                kept.extend(report.unaccounted.iter().map(|(i, _)| slice[*i].clone()));
+                if delivered == 0 && rejected.is_empty() && !drained.interrupted {
+                    // Every document so far refused by its index: keep the
+                    // object as it is and go on with newer ones.
+                    skipped = true;
+                    break;
+                }
+                if delivered > 0 && encoded_size(&kept) >= SLICE_BYTES {
+                    // Refused documents pile up: keep them, in their own
+                    // object, before reading further.
+                    self.write_remainder(spool, key, deadline, &kept).await?;
+                    drained.added += 1;
+                    kept.clear();
+                }
             }
-        };
-        let report = self
-            .sink
-            .index(
-                &entries,
-                deadline.less(self.timing.spool_reserve(entries.len())),
-            )
-            .await;
-        self.timing.record(&report, entries.len());
-        counts.bulk_requests += report.requests;
-        delivery.pipeline_missing |= report.pipeline_missing;
-        counts.drained += report.created + report.already_indexed;
-        if !report.rejected.is_empty() {
-            set_aside(spool, key, &entries, &report.rejected).await?;
-            counts.rejected += report.rejected.len();
+            if decoder.is_none() {
+                break;
+            }
+            let next = self.timing.reserve(slice.len().max(1), true)
+                + self.timing.spool_operation()
+                + copy_time(&reader);
+            if drained.interrupted || !deadline.allows(next, Duration::ZERO) {
+                drained.interrupted = true;
+                rest_unread = true;
+                break;
+            }
         }
-        let complete = report.unaccounted.is_empty();
-        if !complete {
-            let rest = spool::encode_object(report.unaccounted.iter().map(|(i, _)| &entries[*i]));
-            spool.put(&spool::remainder_key(key), rest).await?;
+        if skipped || (drained.interrupted && delivered == 0 && rejected.is_empty()) {
+            // Nothing done that needs recording: the object stays whole.
+            return Ok(drained);
+        }
+        if rest_unread {
+            drained.added += self.copy_rest(spool, key, deadline, &mut reader).await?;
+        }
+        if !kept.is_empty() {
+            self.write_remainder(spool, key, deadline, &kept).await?;
+            drained.added += 1;
             tracing::warn!(
                 key = %key,
-                documents = report.unaccounted.len(),
-                first = %report.unaccounted[0].1,
+                documents = kept.len(),
                 "Elasticsearch did not take all of a spooled object; the rest stays in the spool"
             );
         }
-        spool.delete(key).await?;
-        Ok(Drained {
-            documents: entries.len(),
-            complete,
-        })
+        if !rejected.is_empty() {
+            let refused: Vec<(&BulkEntry, &str)> = rejected
+                .iter()
+                .map(|(entry, reason)| (entry, reason.as_str()))
+                .collect();
+            self.bounded(
+                spool,
+                deadline,
+                true,
+                "writing",
+                key,
+                set_aside(spool, key, &refused),
+            )
+            .await?;
+            counts.rejected += rejected.len();
+        }
+        if !unreadable.is_empty() {
+            let aside = spool::unreadable_key(key);
+            let body = spool::encode_unreadable(key, &unreadable);
+            self.bounded(
+                spool,
+                deadline,
+                true,
+                "writing",
+                &aside,
+                spool.put(&aside, body),
+            )
+            .await?;
+            tracing::error!(
+                key = %key,
+                lines = %unreadable.iter().map(|u| u.line.to_string()).collect::<Vec<_>>().join(","),
+                first = %unreadable[0].reason,
+                moved_to = %format_args!("{}{aside}", spool.location()),
+                "unreadable lines of a spool object set aside; the rest of it was delivered"
+            );
+        }
+        self.bounded(spool, deadline, true, "deleting", key, spool.delete(key))
+            .await?;
+        drained.removed = true;
+        Ok(drained)
+    }
+
+    /// Writes `entries` as a new object that sorts with `key`.
+    async fn write_remainder(
+        &self,
+        spool: &dyn SpoolStore,
+        key: &str,
+        deadline: Deadline,
+        entries: &[BulkEntry],
+    ) -> Result<(), SpoolError> {
+        let rest = spool::remainder_key(key);
+        let body = spool::encode_object(entries);
+        self.bounded(
+            spool,
+            deadline,
+            true,
+            "writing",
+            &rest,
+            spool.put(&rest, body),
+        )
+        .await
+    }
+
+    /// Copies the lines of `reader` not read yet into new objects that sort
+    /// with `key`, a slice each; how many were written.
+    async fn copy_rest(
+        &self,
+        spool: &dyn SpoolStore,
+        key: &str,
+        deadline: Deadline,
+        reader: &mut SpoolReader,
+    ) -> Result<usize, SpoolError> {
+        let mut written = 0;
+        loop {
+            let chunk = self
+                .bounded(spool, deadline, false, "reading", key, read_raw(reader))
+                .await?;
+            if chunk.is_empty() {
+                return Ok(written);
+            }
+            let rest = spool::remainder_key(key);
+            self.bounded(
+                spool,
+                deadline,
+                true,
+                "writing",
+                &rest,
+                spool.put(&rest, chunk),
+            )
+            .await?;
+            written += 1;
+        }
     }
 }
 
-struct Drained {
-    documents: usize,
-    complete: bool,
+/// Reads lines until a slice's worth of documents or the end (then the
+/// decoder is taken, and what it still held is unreadable).
+async fn read_slice(
+    reader: &mut SpoolReader,
+    decoder: &mut Option<Decoder>,
+    unreadable: &mut Vec<Unreadable>,
+) -> Result<Vec<BulkEntry>, SpoolError> {
+    let mut slice = Vec::new();
+    let Some(state) = decoder.as_mut() else {
+        return Ok(slice);
+    };
+    let start = reader.bytes_read();
+    while reader.bytes_read() - start < SLICE_BYTES {
+        let Some(line) = reader.next_line().await? else {
+            unreadable.extend(decoder.take().and_then(Decoder::finish));
+            return Ok(slice);
+        };
+        for decoded in state.push(line.number, &line.bytes) {
+            match decoded {
+                Ok(entry) => slice.push(entry),
+                Err(bad) => unreadable.push(bad),
+            }
+        }
+    }
+    Ok(slice)
+}
+
+/// Up to a slice of raw lines, each ending in `\n`.
+async fn read_raw(reader: &mut SpoolReader) -> Result<Vec<u8>, SpoolError> {
+    let mut chunk = Vec::new();
+    while (chunk.len() as u64) < SLICE_BYTES {
+        let Some(line) = reader.next_line().await? else {
+            break;
+        };
+        chunk.extend_from_slice(&line.bytes);
+        chunk.push(b'\n');
+    }
+    Ok(chunk)
+}
+
+/// Time to copy what is left of an object of known size.
+fn copy_time(reader: &SpoolReader) -> Duration {
+    let left = reader
+        .size
+        .map_or(0, |size| size.saturating_sub(reader.bytes_read()));
+    Duration::from_secs_f64(left as f64 / COPY_RATE)
+}
+
+fn encoded_size(entries: &[BulkEntry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| (e.index.len() + e.id.len() + e.source.len() + 40) as u64)
+        .sum()
 }
 
 /// Writes refused documents under `spool/rejected/` with their reasons.
 async fn set_aside(
     spool: &dyn SpoolStore,
     time_of: &str,
-    entries: &[BulkEntry],
-    rejected: &[(usize, String)],
-) -> Result<(), spool::SpoolError> {
+    rejected: &[(&BulkEntry, &str)],
+) -> Result<(), SpoolError> {
     let key = spool::rejected_key(time_of);
-    let body = spool::encode_rejected(
-        rejected
-            .iter()
-            .map(|(i, reason)| (&entries[*i], reason.as_str())),
-    );
+    let body = spool::encode_rejected(rejected.iter().copied());
     spool.put(&key, body).await?;
     tracing::error!(
         documents = rejected.len(),
-        first = %format_args!("{}: {}", entries[rejected[0].0].id, rejected[0].1),
+        first = %format_args!("{}: {}", rejected[0].0.id, rejected[0].1),
         kept_in = %format_args!("{}{key}", spool.location()),
         "Elasticsearch refused documents for good; set aside, not retried"
     );
     Ok(())
+}
+
+/// Once per run: which indices refused documents, and why.
+fn log_refusals(refusals: &Refusals) {
+    for (index, reason) in refusals {
+        tracing::error!(
+            index = %index,
+            reason = %reason,
+            "Elasticsearch refuses documents for this index; they are kept in the spool, and documents for other indices are still sent"
+        );
+    }
 }
 
 /// Without a spool: what fails the run when Elasticsearch did not take
@@ -366,40 +620,4 @@ fn unaccounted_error(report: IndexReport, entries: &[BulkEntry]) -> Option<Error
         total: entries.len(),
         first: format!("{}: {reason}", entry.id),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserves_grow_with_the_work_and_follow_what_was_seen() {
-        let timing = IndexTiming::default();
-        let small = timing.index_reserve(10);
-        let large = timing.index_reserve(5_000);
-        assert!(small >= MIN_ROUND_TRIP + INDEX_SLACK, "{small:?}");
-        assert!(large >= small + MIN_PER_DOCUMENT * 4_990, "{large:?}");
-        assert!(timing.spool_reserve(5_000) > timing.spool_reserve(10));
-
-        // A slow cluster: 5,000 documents took 6 s in 2 requests.
-        let report = IndexReport {
-            requests: 2,
-            elapsed: Duration::from_secs(6),
-            ..IndexReport::default()
-        };
-        timing.record(&report, 5_000);
-        assert!(
-            timing.index_reserve(5_000) >= Duration::from_secs(12),
-            "{:?}",
-            timing.index_reserve(5_000)
-        );
-        // A fast one never lowers the reserve below the floor.
-        let report = IndexReport {
-            requests: 1,
-            elapsed: Duration::from_millis(3),
-            ..IndexReport::default()
-        };
-        timing.record(&report, 100);
-        assert!(timing.index_reserve(0) >= MIN_ROUND_TRIP + INDEX_SLACK);
-    }
 }

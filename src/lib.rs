@@ -16,6 +16,7 @@
 //!   the pipeline and index template
 //! - [`spool`]: where documents Elasticsearch did not take wait (S3, a directory)
 //! - [`delivery`]: index, spool what was not taken, drain the backlog
+//! - [`timing`]: how much time indexing and spooling need, learned
 //! - [`counts`]: the run's counters, defined once (summary, metrics, log)
 //! - [`run`]: the handler that ties them together
 //! - [`wiring`]: the long-lived clients built from the environment
@@ -44,6 +45,7 @@ pub mod ndjson;
 pub mod retry;
 pub mod run;
 pub mod spool;
+pub mod timing;
 pub mod tls;
 pub mod wiring;
 

@@ -78,7 +78,7 @@ mod tests {
             deferred: 5,
             spooled: 7,
             drained: 11,
-            spool_backlog: 13,
+            spool_backlog: Some(13),
             rejected: 17,
             duration_ms: 48_213,
             hub_requests: 1012,
@@ -171,7 +171,11 @@ mod tests {
     fn a_quiet_run_still_reports_every_metric_as_zero() {
         // The "nothing indexed" alarm adds Indexed, Drained and AlreadyIndexed
         // point by point: every record must carry all of them, zeros too.
-        let record = emf_record("docker-pulls", 0, &RunCounts::default());
+        let quiet = RunCounts {
+            spool_backlog: Some(0),
+            ..RunCounts::default()
+        };
+        let record = emf_record("docker-pulls", 0, &quiet);
         for name in METRIC_NAMES {
             assert_eq!(record[name], json!(0), "{name}");
         }
@@ -182,5 +186,15 @@ mod tests {
         let record = emf_record("my-stack-2", 5, &RunCounts::default());
         assert_eq!(record["FunctionName"], "my-stack-2");
         assert_eq!(record["_aws"]["Timestamp"], json!(5));
+    }
+
+    #[test]
+    fn an_unknown_backlog_is_left_out_not_reported_as_zero() {
+        let record = emf_record("docker-pulls", 0, &RunCounts::default());
+        assert!(record.get("SpoolBacklog").is_none(), "{record}");
+        // Still defined, so a later record with a value lands in the same metric.
+        let names = record["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(names.contains("SpoolBacklog"), "{names}");
+        assert_eq!(record["Indexed"], json!(0));
     }
 }

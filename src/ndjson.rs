@@ -55,31 +55,147 @@ pub fn encode_create(out: &mut Vec<u8>, entry: &BulkEntry) {
 }
 
 /// Reads NDJSON written by [`encode_create`] back into entries: pairs of a
-/// `create` action naming `_index` and `_id`, and a JSON object.
+/// `create` action naming `_index` and `_id`, and a JSON object. Strict: the
+/// first unreadable line is an error (see [`Decoder`] for the forgiving way).
 pub fn decode_creates(body: &[u8]) -> Result<Vec<BulkEntry>, String> {
-    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
+    let mut decoder = Decoder::default();
     let mut entries = Vec::new();
-    while let Some((number, action)) = lines.next() {
-        let action: CreateAction = serde_json::from_str(action)
-            .map_err(|e| format!("line {}: not a create action: {e}", number + 1))?;
-        let Some((number, source)) = lines.next() else {
-            return Err(format!("line {}: action without a document", number + 1));
-        };
-        match serde_json::from_str::<serde_json::Value>(source) {
-            Ok(serde_json::Value::Object(_)) => {}
-            _ => return Err(format!("line {}: not a JSON object", number + 1)),
+    for (number, line) in body.split(|&b| b == b'\n').enumerate() {
+        for decoded in decoder.push(number + 1, line) {
+            entries.push(decoded.map_err(|bad| format!("line {}: {}", bad.line, bad.reason))?);
         }
-        entries.push(BulkEntry {
-            index: action.create.index.into_owned(),
-            id: action.create.id.into_owned(),
-            source: source.to_owned(),
-        });
+    }
+    if let Some(bad) = decoder.finish() {
+        return Err(format!("line {}: {}", bad.line, bad.reason));
     }
     Ok(entries)
+}
+
+/// A line of a spool object that cannot be sent, kept for a person: where it
+/// was, why, and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    pub line: usize,
+    pub reason: String,
+    pub text: String,
+}
+
+impl Unreadable {
+    fn new(line: usize, reason: impl Into<String>, bytes: &[u8]) -> Self {
+        Self {
+            line,
+            reason: reason.into(),
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        }
+    }
+}
+
+/// Reads bulk lines one at a time, so a damaged line costs only itself: a
+/// line that is not a `create` action, or a document that is not a JSON
+/// object, comes out as [`Unreadable`] while the pairs around it still come
+/// out as entries.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// The action waiting for its document: line, `_index`, `_id`, text.
+    action: Option<(usize, String, String, Vec<u8>)>,
+}
+
+/// Any JSON object, checked without building it.
+struct AnyObject;
+
+impl<'de> Deserialize<'de> for AnyObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AnyObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AnyObject, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(AnyObject)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl Decoder {
+    /// Takes line `number` (1-based, without its `\n`); gives back what it
+    /// completes: nothing (an action waits for its document), an entry, or
+    /// the lines that cannot be sent.
+    pub fn push(&mut self, number: usize, line: &[u8]) -> Vec<Result<BulkEntry, Unreadable>> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Vec::new();
+        }
+        let as_action = || -> Result<(String, String), String> {
+            let action: CreateAction = serde_json::from_slice(line)
+                .map_err(|e| format!("not a create action naming _index and _id: {e}"))?;
+            Ok((
+                action.create.index.into_owned(),
+                action.create.id.into_owned(),
+            ))
+        };
+        let Some((action_line, index, id, action_text)) = self.action.take() else {
+            return match as_action() {
+                Ok((index, id)) => {
+                    self.action = Some((number, index, id, line.to_vec()));
+                    Vec::new()
+                }
+                Err(reason) => vec![Err(Unreadable::new(number, reason, line))],
+            };
+        };
+        match (
+            serde_json::from_slice::<AnyObject>(line),
+            std::str::from_utf8(line),
+        ) {
+            (Ok(AnyObject), Ok(source)) => vec![Ok(BulkEntry {
+                index,
+                id,
+                source: source.to_owned(),
+            })],
+            _ => {
+                let orphan = Unreadable::new(
+                    action_line,
+                    "create action without a readable document",
+                    &action_text,
+                );
+                match as_action() {
+                    // The document was lost, not this line: it starts a pair.
+                    Ok((index, id)) => {
+                        self.action = Some((number, index, id, line.to_vec()));
+                        vec![Err(orphan)]
+                    }
+                    Err(_) => vec![
+                        Err(orphan),
+                        Err(Unreadable::new(
+                            number,
+                            "document is not a JSON object",
+                            line,
+                        )),
+                    ],
+                }
+            }
+        }
+    }
+
+    /// At the end of the object: an action still waiting lost its document.
+    pub fn finish(self) -> Option<Unreadable> {
+        self.action.map(|(line, _, _, text)| {
+            Unreadable::new(
+                line,
+                "create action without a document (the object ends)",
+                &text,
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +280,69 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn a_damaged_line_costs_only_itself() {
+        let entries: Vec<BulkEntry> = (0..3)
+            .map(|i| {
+                BulkEntry::new(
+                    "docker-pulls-2026",
+                    &document("acme", &format!("app{i}"), i),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        for entry in &entries {
+            encode_create(&mut body, entry);
+        }
+        // Cut the last document mid-JSON, as a truncated upload would.
+        let cut = body.len() - 20;
+        body.truncate(cut);
+        let mut decoder = Decoder::default();
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for (number, line) in body.split(|&b| b == b'\n').enumerate() {
+            for decoded in decoder.push(number + 1, line) {
+                match decoded {
+                    Ok(entry) => good.push(entry),
+                    Err(unreadable) => bad.push(unreadable),
+                }
+            }
+        }
+        bad.extend(decoder.finish());
+        assert_eq!(good, entries[..2].to_vec());
+        assert_eq!(
+            bad.iter().map(|b| b.line).collect::<Vec<_>>(),
+            vec![5, 6],
+            "{bad:?}"
+        );
+        assert!(bad[0].text.contains("acme/app2@"), "{bad:?}");
+
+        // A garbled action line: its document is orphaned, the next pair survives.
+        let text = String::from_utf8(encode_object_for_test(&entries)).expect("utf-8");
+        let garbled = text.replacen("{\"create\"", "{\"crea", 1);
+        let mut decoder = Decoder::default();
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        for (number, line) in garbled.as_bytes().split(|&b| b == b'\n').enumerate() {
+            for decoded in decoder.push(number + 1, line) {
+                match decoded {
+                    Ok(entry) => good.push(entry),
+                    Err(unreadable) => bad.push(unreadable.line),
+                }
+            }
+        }
+        assert!(decoder.finish().is_none());
+        assert_eq!(good, entries[1..].to_vec());
+        assert_eq!(bad, vec![1, 2]);
+    }
+
+    fn encode_object_for_test(entries: &[BulkEntry]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for entry in entries {
+            encode_create(&mut body, entry);
+        }
+        body
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::config::{DEFAULT_INDEX_PREFIX, DEFAULT_MAX_EVENT_AGE, Needs, Settings, SettingsSource};
 use crate::counts::RunCounts;
-use crate::delivery::{Deliverer, IndexTiming};
+use crate::delivery::Deliverer;
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
 use crate::es::bulk::{BulkOptions, BulkSink};
@@ -16,6 +16,7 @@ use crate::hub::{FetchPlan, HubClient};
 use crate::ndjson::BulkEntry;
 use crate::retry::Deadline;
 use crate::spool::SpoolStore;
+use crate::timing::IndexTiming;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -189,26 +190,46 @@ impl<S: SettingsSource> Job<S> {
     }
 
     /// One run; the summary on success, an error when the contract says the
-    /// invocation fails (so EventBridge retries it).
+    /// invocation fails (so EventBridge retries it). Either way the run's
+    /// one log line and its metrics record say what it did: the failures
+    /// the alarms exist for are reported too.
     pub async fn run(&self, request: &Request, deadline: Deadline) -> Result<Summary, Error> {
         let started = Instant::now();
         let started_ms = crate::retry::unix_now_millis();
-        let mut summary = self.run_once(request, deadline).await?;
-        summary.counts.duration_ms =
-            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        summary.log();
+        let mut counts = RunCounts {
+            // No spool, nothing waiting; with one, unknown until listed.
+            spool_backlog: self.spool.is_none().then_some(0),
+            ..RunCounts::default()
+        };
+        let result = self.run_once(request, deadline, &mut counts).await;
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        counts.duration_ms = duration_ms;
+        let result = result.map(|mut summary| {
+            summary.counts.duration_ms = duration_ms;
+            summary
+        });
+        match &result {
+            Ok(summary) => summary.log(),
+            Err(error) => counts.log_failure(error),
+        }
         if let Some(function_name) = &self.metrics_for {
+            let counts = result.as_ref().map_or(&counts, |summary| &summary.counts);
             // Its own line on stdout: CloudWatch extracts metrics only from
             // a log event that is exactly one JSON object.
             println!(
                 "{}",
-                crate::metrics::emf_line(function_name, started_ms, &summary.counts)
+                crate::metrics::emf_line(function_name, started_ms, counts)
             );
         }
-        Ok(summary)
+        result
     }
 
-    async fn run_once(&self, request: &Request, deadline: Deadline) -> Result<Summary, Error> {
+    async fn run_once(
+        &self,
+        request: &Request,
+        deadline: Deadline,
+        counts: &mut RunCounts,
+    ) -> Result<Summary, Error> {
         let settings: Settings = self
             .settings
             .load(Needs {
@@ -277,6 +298,12 @@ impl<S: SettingsSource> Job<S> {
         }));
         let fetched = outcome.fetched.len();
         let deferred = outcome.deferred.len();
+        counts.requested = fetched + failed.len() + deferred;
+        counts.fetched = fetched;
+        counts.failed = failed.len();
+        counts.deferred = deferred;
+        counts.hub_requests = outcome.requests;
+        counts.hub_rate_limited = outcome.rate_limited;
         // All deferred is not a failure: a later run fetches them, and this
         // one still drains the spool.
         if outcome.fetched.is_empty() && deferred == 0 {
@@ -298,15 +325,7 @@ impl<S: SettingsSource> Job<S> {
         let mut summary = Summary {
             index,
             timestamp: timestamp.to_string(),
-            counts: RunCounts {
-                requested: fetched + failed.len() + deferred,
-                fetched,
-                failed: failed.len(),
-                deferred,
-                hub_requests: outcome.requests,
-                hub_rate_limited: outcome.rate_limited,
-                ..RunCounts::default()
-            },
+            counts: counts.clone(),
             failed,
             dry_run: request.dry_run,
             late_event,
@@ -344,8 +363,9 @@ impl<S: SettingsSource> Job<S> {
             timing: &self.timing,
         };
         let delivery = deliverer
-            .deliver(entries, &timestamp, deadline, &mut summary.counts)
+            .deliver(entries, &timestamp, deadline, counts)
             .await?;
+        summary.counts = counts.clone();
         if !skipping_pipeline {
             if delivery.pipeline_missing {
                 tracing::warn!(

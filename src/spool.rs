@@ -55,6 +55,107 @@ pub trait SpoolStore: Send + Sync {
     /// Keys of the objects waiting directly under [`PREFIX`] (not
     /// [`REJECTED_PREFIX`]), oldest first.
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, SpoolError>>;
+    /// The object as lines read a few at a time, so an object of any size
+    /// costs little memory; `None` when it is gone. The default reads it
+    /// whole with [`SpoolStore::get`]; S3 and directories stream it.
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SpoolReader>, SpoolError>> {
+        Box::pin(async move {
+            Ok(self.get(key).await?.map(|body| {
+                let size = body.len() as u64;
+                SpoolReader::new(key, Some(size), std::io::Cursor::new(body))
+            }))
+        })
+    }
+}
+
+/// The longest line a spool object may have: a document is a few hundred
+/// bytes; anything longer is damage, set aside without holding it all.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// One line of a spool object.
+#[derive(Debug)]
+pub struct Line {
+    /// 1-based.
+    pub number: usize,
+    /// Without its `\n`; at most [`MAX_LINE_BYTES`] (then `truncated`).
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+/// A spool object being read, line by line.
+pub struct SpoolReader {
+    location: String,
+    /// The object's size in bytes, when the store says.
+    pub size: Option<u64>,
+    reader: std::pin::Pin<Box<dyn tokio::io::AsyncBufRead + Send>>,
+    lines: usize,
+    bytes: u64,
+}
+
+impl SpoolReader {
+    pub fn new(
+        location: impl Into<String>,
+        size: Option<u64>,
+        reader: impl tokio::io::AsyncBufRead + Send + 'static,
+    ) -> Self {
+        Self {
+            location: location.into(),
+            size,
+            reader: Box::pin(reader),
+            lines: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The next line, or `None` at the end. A line longer than
+    /// [`MAX_LINE_BYTES`] comes back cut there, marked `truncated`; the rest
+    /// of it is skipped without being kept.
+    pub async fn next_line(&mut self) -> Result<Option<Line>, SpoolError> {
+        use tokio::io::AsyncBufReadExt;
+        let mut bytes = Vec::new();
+        let mut truncated = false;
+        let mut seen_any = false;
+        loop {
+            let chunk = self.reader.fill_buf().await.map_err(|e| SpoolError {
+                operation: "reading",
+                location: self.location.clone(),
+                message: e.to_string(),
+            })?;
+            if chunk.is_empty() {
+                break;
+            }
+            seen_any = true;
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (chunk.len(), false),
+            };
+            let content = &chunk[..if done { take - 1 } else { take }];
+            let room = MAX_LINE_BYTES.saturating_sub(bytes.len());
+            if content.len() > room {
+                truncated = true;
+            }
+            bytes.extend_from_slice(&content[..content.len().min(room)]);
+            self.reader.as_mut().consume(take);
+            self.bytes += take as u64;
+            if done {
+                break;
+            }
+        }
+        if !seen_any {
+            return Ok(None);
+        }
+        self.lines += 1;
+        Ok(Some(Line {
+            number: self.lines,
+            bytes,
+            truncated,
+        }))
+    }
 }
 
 fn unique_suffix() -> String {
@@ -90,6 +191,33 @@ pub fn rejected_key(time_of: &str) -> String {
         time_part(time_of),
         unique_suffix()
     )
+}
+
+/// `spool/rejected/<time>-<random>.unreadable.ndjson`: lines of a spool
+/// object that could not be read, beside the object's time.
+pub fn unreadable_key(time_of: &str) -> String {
+    format!(
+        "{REJECTED_PREFIX}{}-{}.unreadable{SUFFIX}",
+        time_part(time_of),
+        unique_suffix()
+    )
+}
+
+/// One line per unreadable piece of the object `key`:
+/// `{"object","line","reason","text"}`, readable with `jq`.
+pub fn encode_unreadable(key: &str, lines: &[crate::ndjson::Unreadable]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for line in lines {
+        let record = serde_json::json!({
+            "object": key,
+            "line": line.line,
+            "reason": line.reason,
+            "text": line.text,
+        });
+        body.extend_from_slice(record.to_string().as_bytes());
+        body.push(b'\n');
+    }
+    body
 }
 
 /// Bulk-ready NDJSON for `entries`.
@@ -129,8 +257,16 @@ pub fn s3_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let custom_endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .iter()
         .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()));
+    // Bounded attempts: a silent S3 must not hold a run past its deadline
+    // (the delivery also bounds every call by the time left).
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(15))
+        .operation_timeout(std::time::Duration::from_secs(45))
+        .build();
     let config = aws_sdk_s3::config::Builder::from(aws)
         .force_path_style(custom_endpoint)
+        .timeout_config(timeouts)
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -249,6 +385,38 @@ impl SpoolStore for S3Spool {
         })
     }
 
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SpoolReader>, SpoolError>> {
+        Box::pin(async move {
+            let output = match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+            {
+                Ok(output) => output,
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(error)
+                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&error)
+                        == Some("AccessDenied")
+                        && !self.exists(key).await? =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => {
+                    return Err(self.sdk_error("reading", "s3:GetObject", key, &error));
+                }
+            };
+            let size = output.content_length().and_then(|n| u64::try_from(n).ok());
+            let body =
+                tokio::io::BufReader::with_capacity(64 * 1024, output.body.into_async_read());
+            Ok(Some(SpoolReader::new(self.location_of(key), size, body)))
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), SpoolError>> {
         Box::pin(async move {
             self.client
@@ -338,6 +506,24 @@ impl DirSpool {
 impl SpoolStore for DirSpool {
     fn location(&self) -> String {
         format!("{}/", self.root.display())
+    }
+
+    fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SpoolReader>, SpoolError>> {
+        Box::pin(async move {
+            let path = self.path(key);
+            let file = match tokio::fs::File::open(&path).await {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.error("reading", &path, e)),
+            };
+            let size = file.metadata().await.ok().map(|m| m.len());
+            let reader = tokio::io::BufReader::with_capacity(64 * 1024, file);
+            Ok(Some(SpoolReader::new(
+                path.display().to_string(),
+                size,
+                reader,
+            )))
+        })
     }
 
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), SpoolError>> {

@@ -63,6 +63,13 @@ pub struct IndexReport {
     /// (unreachable, 429/5xx to the end, refused, the deadline). They must
     /// be kept and sent again later.
     pub unaccounted: Vec<(usize, String)>,
+    /// Some of `unaccounted` were stopped by Elasticsearch or the way to it
+    /// (a whole-request failure to the end, a halt, the deadline), not by
+    /// their index's refusal: sending more now is pointless.
+    pub interrupted: bool,
+    /// Indices that refused documents (per-item 401/403/404), with the
+    /// first reason: the documents are kept, and newer ones still go.
+    pub refusals: std::collections::BTreeMap<String, String>,
     /// Why sending stopped for every document at once (401/403 on the whole
     /// request): the run reports it, and fails with it when nothing can keep
     /// the documents.
@@ -108,7 +115,6 @@ impl BulkSink {
             .collect();
         let mut max_body = self.options.max_body_bytes;
         let mut round = 0;
-        let (mut refused, mut first_refused) = (0, String::new());
         'rounds: while !pending.is_empty() && round < self.options.max_rounds {
             round += 1;
             let mut next: Vec<Pending> = Vec::new();
@@ -137,9 +143,10 @@ impl BulkSink {
                                 chunk.len()
                             ]
                         }
-                        RequestOutcome::TooLarge => {
-                            vec![ItemOutcome::Rejected("413 request entity too large".into())]
-                        }
+                        // Not a verdict on the document either: keep it.
+                        RequestOutcome::TooLarge => vec![ItemOutcome::Retry(
+                            "413 request entity too large, for a single document".into(),
+                        )],
                         RequestOutcome::Halt(error) => {
                             // Nothing else is sent: this chunk, the chunks
                             // not sent yet and the other group stay
@@ -156,6 +163,7 @@ impl BulkSink {
                                 .unaccounted
                                 .extend(unsent.map(|position| (position, reason.clone())));
                             report.halted = Some(error);
+                            report.interrupted = true;
                             break 'rounds;
                         }
                     };
@@ -187,10 +195,10 @@ impl BulkSink {
                                 });
                             }
                             ItemOutcome::Refused(reason) => {
-                                refused += 1;
-                                if refused == 1 {
-                                    first_refused = format!("{}: {reason}", entries[position].id);
-                                }
+                                report
+                                    .refusals
+                                    .entry(entries[position].index.clone())
+                                    .or_insert_with(|| reason.clone());
                                 report.unaccounted.push((position, reason));
                             }
                             ItemOutcome::Rejected(reason) => {
@@ -234,13 +242,9 @@ impl BulkSink {
                 tokio::time::sleep(wait).await;
             }
         }
-        if refused > 0 {
-            tracing::error!(
-                documents = refused,
-                first = %first_refused,
-                "Elasticsearch refused documents for lack of a privilege or an index"
-            );
-        }
+        // Still worth another try, but out of rounds or time: Elasticsearch
+        // (or the way to it) is in trouble, not the documents.
+        report.interrupted |= !pending.is_empty();
         for p in pending {
             report.unaccounted.push((p.position, p.reason));
         }

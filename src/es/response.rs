@@ -173,7 +173,10 @@ fn refusal_hint(status: u16, error: Option<&ItemError>) -> &'static str {
     }
 }
 
-/// Classifies one item of a response.
+/// Classifies one item of a response. Only the item's own error may reject
+/// a document for good: a 4xx that is not the pipeline's doing (mapping or
+/// parse failures). 401/403/404 are refusals of the index, not of the
+/// document; 408/429/5xx and anything unexpected are worth another try.
 pub fn classify(item: &BulkItem, used_pipeline: bool) -> ItemOutcome {
     let error = item.error.as_ref();
     let reason = || describe(item.status, error);
@@ -191,8 +194,12 @@ pub fn classify(item: &BulkItem, used_pipeline: bool) -> ItemOutcome {
         status if StatusCode::from_u16(status).is_ok_and(crate::retry::is_transient) => {
             ItemOutcome::Retry(reason())
         }
-        _ if used_pipeline => ItemOutcome::WithoutPipeline(reason()),
-        _ => ItemOutcome::Rejected(reason()),
+        // Sent through the pipeline: it may be the pipeline's doing; the
+        // answer without it decides.
+        400..=499 if used_pipeline => ItemOutcome::WithoutPipeline(reason()),
+        400..=499 => ItemOutcome::Rejected(reason()),
+        // No status, or one `create` never answers with: not a verdict.
+        _ => ItemOutcome::Retry(reason()),
     }
 }
 
@@ -261,8 +268,15 @@ pub(crate) enum RequestOutcome {
     Halt(Error),
 }
 
-/// Classifies a whole answer: its status, and for a 200 its items. `url` is
-/// the cluster's (for the credentials error).
+/// Classifies a whole answer: its status, and for a 2xx its items. `url` is
+/// the cluster's (for the messages).
+///
+/// A whole-request answer is never a verdict on the documents: 401/403 stop
+/// sending at once (the credentials, not the documents), 413 splits the
+/// body, and every other non-2xx — a proxy's 500, a 404 from a wrong path,
+/// a 400 — is retried and, failing that, spooled. Only while the ingest
+/// pipeline is named is a 4xx first tried again without it (older clusters
+/// answer a missing pipeline for the whole request).
 pub(crate) fn classify_answer(
     status: StatusCode,
     body: &[u8],
@@ -271,7 +285,7 @@ pub(crate) fn classify_answer(
     url: &str,
 ) -> RequestOutcome {
     match status {
-        StatusCode::OK => match read_response(body, ids, used_pipeline) {
+        status if status.is_success() => match read_response(body, ids, used_pipeline) {
             Ok(items) => RequestOutcome::Items(items),
             Err(reason) => RequestOutcome::All(ItemOutcome::Retry(reason)),
         },
@@ -281,20 +295,20 @@ pub(crate) fn classify_answer(
             reason: error_reason(body),
         }),
         StatusCode::PAYLOAD_TOO_LARGE => RequestOutcome::TooLarge,
-        status if crate::retry::is_transient(status) => RequestOutcome::All(ItemOutcome::Retry(
-            format!("{} {}", status.as_u16(), error_reason(body)),
-        )),
-        _ => {
-            let reason = format!("{} {}", status.as_u16(), error_reason(body));
-            // A whole-request refusal while naming a pipeline may be the
-            // pipeline's doing (older clusters answer a missing pipeline
-            // this way): try once more without it before giving up.
-            RequestOutcome::All(if used_pipeline {
-                ItemOutcome::WithoutPipeline(reason)
-            } else {
-                ItemOutcome::Rejected(reason)
-            })
+        StatusCode::NOT_FOUND if !used_pipeline => {
+            RequestOutcome::All(ItemOutcome::Retry(format!(
+                "404 {}: {url}/_bulk does not answer as Elasticsearch's bulk API; check elasticsearch/url for a wrong path, or a proxy in front of Elasticsearch",
+                error_reason(body)
+            )))
         }
+        status if status.is_client_error() && used_pipeline => RequestOutcome::All(
+            ItemOutcome::WithoutPipeline(format!("{} {}", status.as_u16(), error_reason(body))),
+        ),
+        status => RequestOutcome::All(ItemOutcome::Retry(format!(
+            "{} {}",
+            status.as_u16(),
+            error_reason(body)
+        ))),
     }
 }
 
@@ -477,5 +491,84 @@ mod tests {
         // A plain 500 through the pipeline is transient too.
         let plain = item(500, "node_not_connected_exception", "node left", None);
         assert!(matches!(classify(&plain, true), ItemOutcome::Retry(_)));
+    }
+
+    #[test]
+    fn a_whole_request_answer_is_never_a_verdict_on_the_documents() {
+        let url = "https://es.example.com/prefix";
+        let ids = ["a", "b"];
+        for (status, body) in [
+            (
+                500,
+                &br#"{"error":{"type":"exception","reason":"proxy"},"status":500}"#[..],
+            ),
+            (404, b"<html>Not Found</html>"),
+            (
+                400,
+                br#"{"error":{"type":"parse_exception","reason":"bad"},"status":400}"#,
+            ),
+            (408, b"Request Timeout"),
+            (405, b""),
+            (301, b""),
+        ] {
+            let status = StatusCode::from_u16(status).expect("a status");
+            match classify_answer(status, body, &ids, false, url) {
+                RequestOutcome::All(ItemOutcome::Retry(reason)) => {
+                    assert!(reason.starts_with(status.as_str()), "{status}: {reason}")
+                }
+                _ => panic!("{status}: not retried"),
+            }
+            // Through the pipeline, a 4xx is first tried without it; never rejected.
+            match classify_answer(status, body, &ids, true, url) {
+                RequestOutcome::All(ItemOutcome::Retry(_) | ItemOutcome::WithoutPipeline(_)) => {}
+                _ => panic!("{status} with the pipeline: neither retried nor re-sent"),
+            }
+        }
+        match classify_answer(StatusCode::NOT_FOUND, b"Not Found", &ids, false, url) {
+            RequestOutcome::All(ItemOutcome::Retry(reason)) => {
+                assert!(
+                    reason.contains("https://es.example.com/prefix/_bulk")
+                        && reason.contains("wrong path"),
+                    "{reason}"
+                );
+            }
+            _ => panic!("404 not retried"),
+        }
+        assert!(matches!(
+            classify_answer(StatusCode::FORBIDDEN, b"{}", &ids, false, url),
+            RequestOutcome::Halt(_)
+        ));
+        assert!(matches!(
+            classify_answer(StatusCode::PAYLOAD_TOO_LARGE, b"", &ids, false, url),
+            RequestOutcome::TooLarge
+        ));
+    }
+
+    #[test]
+    fn only_an_items_own_4xx_rejects_it() {
+        let with_status = |status: u16| BulkItem {
+            id: None,
+            status,
+            error: Some(ItemError {
+                error_type: "document_parsing_exception".into(),
+                reason: "failed to parse".into(),
+                caused_by: None,
+                header: None,
+            }),
+        };
+        assert!(matches!(
+            classify(&with_status(400), false),
+            ItemOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            classify(&with_status(400), true),
+            ItemOutcome::WithoutPipeline(_)
+        ));
+        for status in [0, 100, 302, 408, 429, 500, 503] {
+            assert!(
+                matches!(classify(&with_status(status), false), ItemOutcome::Retry(_)),
+                "{status}"
+            );
+        }
     }
 }
