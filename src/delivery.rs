@@ -29,10 +29,13 @@ use tokio::time::Instant;
 
 /// A spooled object is read and indexed this many bytes at a time (about
 /// 16,000 documents): memory stays small whatever the object's size.
-const SLICE_BYTES: u64 = 4 * 1024 * 1024;
+pub const SLICE_BYTES: u64 = 4 * 1024 * 1024;
 /// Copying the unread rest of an object into a remainder, at a pessimistic
 /// rate (bytes a second).
 const COPY_RATE: f64 = 5_000_000.0;
+/// A spool call gives up this long before the deadline, so the run still
+/// logs and answers in time.
+const SPOOL_MARGIN: Duration = Duration::from_millis(250);
 
 /// What the counters do not say about a delivery.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,6 +51,9 @@ pub struct Deliverer<'a> {
     pub sink: &'a BulkSink,
     pub spool: Option<&'a dyn SpoolStore>,
     pub timing: &'a IndexTiming,
+    /// Bytes of a spooled object read and indexed at a time
+    /// ([`SLICE_BYTES`]).
+    pub slice_bytes: u64,
 }
 
 /// Indices that refused documents this run, with the first reason: logged
@@ -199,7 +205,7 @@ impl Deliverer<'_> {
         call: impl Future<Output = Result<T, SpoolError>>,
     ) -> Result<T, SpoolError> {
         let started = Instant::now();
-        match tokio::time::timeout(deadline.remaining(), call).await {
+        match tokio::time::timeout(deadline.less(SPOOL_MARGIN).remaining(), call).await {
             Ok(result) => {
                 if learn {
                     self.timing.record_spool_operation(started.elapsed());
@@ -347,7 +353,7 @@ impl Deliverer<'_> {
                     false,
                     "reading",
                     key,
-                    read_slice(&mut reader, &mut decoder, &mut unreadable),
+                    read_slice(&mut reader, &mut decoder, &mut unreadable, self.slice_bytes),
                 )
                 .await?;
             drained.documents += slice.len();
@@ -381,7 +387,7 @@ impl Deliverer<'_> {
                     skipped = true;
                     break;
                 }
-                if delivered > 0 && encoded_size(&kept) >= SLICE_BYTES {
+                if delivered > 0 && encoded_size(&kept) >= self.slice_bytes {
                     // Refused documents pile up: keep them, in their own
                     // object, before reading further.
                     self.write_remainder(spool, key, deadline, &kept).await?;
@@ -492,7 +498,14 @@ impl Deliverer<'_> {
         let mut written = 0;
         loop {
             let chunk = self
-                .bounded(spool, deadline, false, "reading", key, read_raw(reader))
+                .bounded(
+                    spool,
+                    deadline,
+                    false,
+                    "reading",
+                    key,
+                    read_raw(reader, self.slice_bytes),
+                )
                 .await?;
             if chunk.is_empty() {
                 return Ok(written);
@@ -518,13 +531,14 @@ async fn read_slice(
     reader: &mut SpoolReader,
     decoder: &mut Option<Decoder>,
     unreadable: &mut Vec<Unreadable>,
+    slice_bytes: u64,
 ) -> Result<Vec<BulkEntry>, SpoolError> {
     let mut slice = Vec::new();
     let Some(state) = decoder.as_mut() else {
         return Ok(slice);
     };
     let start = reader.bytes_read();
-    while reader.bytes_read() - start < SLICE_BYTES {
+    while reader.bytes_read() - start < slice_bytes {
         let Some(line) = reader.next_line().await? else {
             unreadable.extend(decoder.take().and_then(Decoder::finish));
             return Ok(slice);
@@ -540,9 +554,9 @@ async fn read_slice(
 }
 
 /// Up to a slice of raw lines, each ending in `\n`.
-async fn read_raw(reader: &mut SpoolReader) -> Result<Vec<u8>, SpoolError> {
+async fn read_raw(reader: &mut SpoolReader, slice_bytes: u64) -> Result<Vec<u8>, SpoolError> {
     let mut chunk = Vec::new();
-    while (chunk.len() as u64) < SLICE_BYTES {
+    while (chunk.len() as u64) < slice_bytes {
         let Some(line) = reader.next_line().await? else {
             break;
         };

@@ -92,11 +92,16 @@ pub struct Job<S> {
     max_event_age: Duration,
     /// What indexing cost in earlier runs of this container.
     timing: IndexTiming,
-    /// The Lambda function's name: one Embedded Metric Format record per
-    /// run goes to stdout (CloudWatch Logs), none in local mode.
-    metrics_for: Option<String>,
+    /// The Lambda function's name and where its one Embedded Metric Format
+    /// record per run goes (stdout: CloudWatch Logs); none in local mode.
+    metrics_for: Option<(String, MetricsWriter)>,
     pipeline_memory: PipelineMemory,
+    /// Bytes of a spooled object drained at a time.
+    drain_slice_bytes: u64,
 }
+
+/// Where a run's metrics record line goes.
+pub type MetricsWriter = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl<S: SettingsSource> Job<S> {
     pub fn new(settings: S, hub: HubClient, http: reqwest::Client) -> Self {
@@ -110,13 +115,34 @@ impl<S: SettingsSource> Job<S> {
             timing: IndexTiming::default(),
             metrics_for: None,
             pipeline_memory: PipelineMemory::default(),
+            drain_slice_bytes: crate::delivery::SLICE_BYTES,
         }
     }
 
     /// Writes one CloudWatch Embedded Metric Format line per run for
     /// `function_name` (a log line: no SDK call, no permission).
-    pub fn with_metrics(mut self, function_name: impl Into<String>) -> Self {
-        self.metrics_for = Some(function_name.into());
+    pub fn with_metrics(self, function_name: impl Into<String>) -> Self {
+        // Its own line on stdout: CloudWatch extracts metrics only from a
+        // log event that is exactly one JSON object, and no log level can
+        // filter a line that does not go through the logger.
+        self.with_metrics_writer(function_name, Arc::new(|line: &str| println!("{line}")))
+    }
+
+    /// [`Job::with_metrics`], with the record going to `writer` (tests).
+    pub fn with_metrics_writer(
+        mut self,
+        function_name: impl Into<String>,
+        writer: MetricsWriter,
+    ) -> Self {
+        self.metrics_for = Some((function_name.into(), writer));
+        self
+    }
+
+    /// Drains spooled objects `bytes` at a time (default
+    /// [`crate::delivery::SLICE_BYTES`]); small values let tests reach the
+    /// paths of objects larger than a slice with a few documents.
+    pub fn with_drain_slice_bytes(mut self, bytes: u64) -> Self {
+        self.drain_slice_bytes = bytes.max(1);
         self
     }
 
@@ -212,14 +238,9 @@ impl<S: SettingsSource> Job<S> {
             Ok(summary) => summary.log(),
             Err(error) => counts.log_failure(error),
         }
-        if let Some(function_name) = &self.metrics_for {
+        if let Some((function_name, writer)) = &self.metrics_for {
             let counts = result.as_ref().map_or(&counts, |summary| &summary.counts);
-            // Its own line on stdout: CloudWatch extracts metrics only from
-            // a log event that is exactly one JSON object.
-            println!(
-                "{}",
-                crate::metrics::emf_line(function_name, started_ms, counts)
-            );
+            writer(&crate::metrics::emf_line(function_name, started_ms, counts));
         }
         result
     }
@@ -361,6 +382,7 @@ impl<S: SettingsSource> Job<S> {
             sink: &sink,
             spool: self.spool.as_deref(),
             timing: &self.timing,
+            slice_bytes: self.drain_slice_bytes,
         };
         let delivery = deliverer
             .deliver(entries, &timestamp, deadline, counts)
