@@ -276,8 +276,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
                 .into(),
         );
     }
-    if args.docs_per_object > 99_999 || args.drain_images > 99_999 {
-        return Err("--docs-per-object and --drain-images go up to 99999 (repo-00001…)".into());
+    if args.drain_images > 99_999 {
+        return Err("--drain-images goes up to 99999 (repo-00001…)".into());
     }
     Ok(args)
 }
