@@ -241,6 +241,11 @@ impl Deliverer<'_> {
         }
     }
 
+    /// Documents in a slice, about (a spooled document is ~250 bytes).
+    fn slice_documents(&self) -> usize {
+        usize::try_from(self.slice_bytes / 250).unwrap_or(usize::MAX).max(1)
+    }
+
     /// Time to keep before starting on an object of `documents`: its get,
     /// its `_bulk`, a remainder's write and its delete.
     fn object_reserve(&self, documents: usize) -> Duration {
@@ -291,7 +296,10 @@ impl Deliverer<'_> {
                 .await
             {
                 Ok(drained) => {
-                    expected_documents = expected_documents.max(drained.documents);
+                    // A large object is indexed a slice at a time: what
+                    // the next object needs first is one slice.
+                    expected_documents =
+                        expected_documents.max(drained.documents.min(self.slice_documents()));
                     backlog = backlog + drained.added - usize::from(drained.removed);
                     if drained.interrupted {
                         tracing::info!(
@@ -304,7 +312,10 @@ impl Deliverer<'_> {
                 }
                 Err(error) => {
                     tracing::warn!(%error, key = %key, "stopped draining the spool");
-                    break;
+                    // Part of an object may have been rewritten: count
+                    // again rather than guess.
+                    counts.spool_backlog = self.backlog(spool, deadline).await;
+                    return;
                 }
             }
         }
