@@ -194,6 +194,10 @@ impl Deliverer<'_> {
                 }
             };
         }
+        // Kept, and still a failed invocation: no retry mends this target.
+        if let Some(error) = halted.filter(Error::fails_invocation_after_spooling) {
+            return Err(error);
+        }
         Ok(delivery)
     }
 
