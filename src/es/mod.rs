@@ -267,11 +267,18 @@ fn host_header(url: &Url) -> String {
     }
 }
 
-/// Elasticsearch's `error.type: error.reason`, or the start of the body.
+/// Elasticsearch's `error.type: error.reason`, AWS's `message` (how Amazon
+/// OpenSearch Service and Serverless refuse a signature or a role), or the
+/// start of the body.
 pub fn error_reason(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Envelope {
         error: ErrorField,
+    }
+    #[derive(Deserialize)]
+    struct AwsMessage {
+        #[serde(alias = "Message")]
+        message: String,
     }
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -286,10 +293,13 @@ pub fn error_reason(body: &[u8]) -> String {
         Ok(Envelope {
             error: ErrorField::Text(text),
         }) => text,
-        Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        }
+        Err(_) => match serde_json::from_slice::<AwsMessage>(body) {
+            Ok(AwsMessage { message }) => message,
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+        },
     }
 }
 
@@ -345,6 +355,19 @@ mod tests {
             "security_exception: unable to authenticate with provided credentials and anonymous access is not allowed for this request"
         );
         assert_eq!(error_reason(b"Bad Gateway\n"), "Bad Gateway");
+        // Amazon OpenSearch Service refusing a signature, and a role.
+        assert_eq!(
+            error_reason(
+                br#"{"message":"The security token included in the request is invalid."}"#
+            ),
+            "The security token included in the request is invalid."
+        );
+        assert_eq!(
+            error_reason(
+                br#"{"Message":"User: anonymous is not authorized to perform: es:ESHttpPost"}"#
+            ),
+            "User: anonymous is not authorized to perform: es:ESHttpPost"
+        );
     }
 
     #[test]
