@@ -398,6 +398,47 @@ mod tests {
     }
 
     #[test]
+    fn the_signed_host_is_the_one_sent() {
+        let host = |url: &str| host_header(&Url::parse(url).expect("a URL"));
+        assert_eq!(host("http://127.0.0.1:9200/_bulk"), "127.0.0.1:9200");
+        assert_eq!(
+            host("https://search-d.eu-west-1.es.amazonaws.com:443/"),
+            "search-d.eu-west-1.es.amazonaws.com"
+        );
+        assert_eq!(host("http://[::1]:8080/x"), "[::1]:8080");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_should_sign_but_cannot_sends_nothing() {
+        let settings = EsSettings {
+            url: "http://127.0.0.1:9".into(),
+            auth: crate::config::EsAuth::Aws(crate::config::AwsService::Es),
+            index_prefix: "docker-pulls".into(),
+            pipeline: None,
+        };
+        let client = EsClient::new(reqwest::Client::new(), settings.clone());
+        let request = EsRequest {
+            method: Method::GET,
+            path: &["_index_template", "docker-pulls"],
+            query: &[],
+            body: None,
+            timeout: Duration::from_secs(1),
+            max_response: 1024,
+        };
+        assert!(matches!(
+            client.send(request).await,
+            Err(EsFailure::Signing(_))
+        ));
+        let error = EsClient::new(reqwest::Client::new(), settings)
+            .with_aws(None)
+            .expect_err("no AWS configuration");
+        assert_eq!(
+            error.to_string(),
+            "cannot sign requests to http://127.0.0.1:9 with SigV4 (elasticsearch/aws_auth = es): this process was started without an AWS configuration"
+        );
+    }
+
+    #[test]
     fn the_pipeline_memory_forgets_after_setup() {
         let memory = PipelineMemory::default();
         assert!(!memory.known_missing());

@@ -297,3 +297,104 @@ impl Signer {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_types::region::Region;
+
+    fn signer(service: AwsService) -> Signer {
+        let config = SdkConfig::builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            )))
+            .region(Region::new("eu-west-1"))
+            .build();
+        AwsSigning::from_sdk_config(&config)
+            .signer(service)
+            .expect("can sign")
+    }
+
+    #[test]
+    fn refusals_name_the_signature_or_the_permissions() {
+        let es = signer(AwsService::Es);
+        let hint = es.refusal_hint(
+            "The request signature we calculated does not match the signature you provided.",
+            "pulls",
+        );
+        assert!(
+            hint.contains("signed for region eu-west-1, service es"),
+            "{hint}"
+        );
+        let hint = es.refusal_hint(
+            "User: arn:aws:sts::123456789012:assumed-role/r/docker-pulls is not authorized to perform: es:ESHttpPost",
+            "pulls",
+        );
+        for action in [
+            "es:ESHttpPost",
+            "es:ESHttpPut",
+            "es:ESHttpGet",
+            "es:ESHttpHead",
+            "backend role",
+            "pulls-*",
+        ] {
+            assert!(hint.contains(action), "{action}: {hint}");
+        }
+        let aoss = signer(AwsService::Aoss);
+        let hint = aoss.refusal_hint("Forbidden", "pulls");
+        for permission in [
+            "aoss:APIAccessAll",
+            "aoss:WriteDocument",
+            "aoss:CreateIndex",
+            "index/<collection>/pulls-*",
+        ] {
+            assert!(hint.contains(permission), "{permission}: {hint}");
+        }
+    }
+
+    #[test]
+    fn no_region_is_a_configuration_error() {
+        let config = SdkConfig::builder().build();
+        let reason = AwsSigning::from_sdk_config(&config)
+            .signer(AwsService::Es)
+            .expect_err("no region");
+        assert!(reason.contains("set AWS_REGION"), "{reason}");
+        // Debug shows neither credentials nor the provider.
+        assert!(!format!("{:?}", AwsSigning::from_sdk_config(&config)).contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn the_headers_carry_the_signature_marked_sensitive() {
+        let headers = signer(AwsService::Aoss)
+            .sign(
+                "POST",
+                "https://abc.eu-west-1.aoss.amazonaws.com/_bulk?filter_path=errors,items.*._id",
+                "abc.eu-west-1.aoss.amazonaws.com",
+                Some("application/x-ndjson"),
+                b"{}\n",
+            )
+            .await
+            .expect("signed");
+        let find = |name: &str| headers.iter().find(|h| h.name == name);
+        let authorization = find("authorization").expect("authorization");
+        assert!(authorization.sensitive);
+        assert!(
+            authorization
+                .value
+                .starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{}",
+            authorization.value
+        );
+        assert!(authorization.value.contains("/eu-west-1/aoss/aws4_request"));
+        assert!(find("x-amz-date").is_some_and(|h| !h.sensitive));
+        // sha256("{}\n")
+        assert_eq!(
+            find("x-amz-content-sha256").map(|h| h.value.as_str()),
+            Some("ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356")
+        );
+    }
+}
