@@ -1,7 +1,8 @@
 //! The long-lived parts of the function, built once from its environment:
 //! the Docker Hub client, settings from SSM, the S3 spool, the AWS
-//! credentials that sign Elasticsearch requests (`elasticsearch/aws_auth`). The Lambda entry
-//! point and local mode's `--ssm` build them the same way, here.
+//! credentials that sign Elasticsearch requests (`elasticsearch/aws_auth`).
+//! The Lambda entry point and local mode's `--ssm` build them the same way,
+//! here.
 
 use crate::config::{Environment, SsmParameterStore, SsmSettings};
 use crate::error::Error;
