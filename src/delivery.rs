@@ -189,6 +189,10 @@ impl Deliverer<'_> {
                 .await;
         }
         log_refusals(&refusals);
+        // Kept, and still a failed invocation: no retry mends this target.
+        if let Some(error) = halted.filter(Error::fails_invocation_after_spooling) {
+            return Err(error);
+        }
         Ok(delivery)
     }
 
@@ -243,7 +247,9 @@ impl Deliverer<'_> {
 
     /// Documents in a slice, about (a spooled document is ~250 bytes).
     fn slice_documents(&self) -> usize {
-        usize::try_from(self.slice_bytes / 250).unwrap_or(usize::MAX).max(1)
+        usize::try_from(self.slice_bytes / 250)
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 
     /// Time to keep before starting on an object of `documents`: its get,

@@ -63,6 +63,20 @@ pub enum Error {
 
     #[error("setup failed: {0}")]
     Setup(String),
+
+    #[error(
+        "cannot sign requests to {url} with SigV4 (elasticsearch/aws_auth = {service}): {reason}"
+    )]
+    AwsSigning {
+        url: String,
+        service: &'static str,
+        reason: String,
+    },
+
+    #[error(
+        "OpenSearch Serverless at {url} refused the document _id ({reason:?}): the collection is a time series or vector search collection, where a retry cannot be told from a new document. Use a collection of type search for docker-pulls."
+    )]
+    UnsupportedTarget { url: String, reason: String },
 }
 
 impl Error {
@@ -83,7 +97,18 @@ impl Error {
             Error::SpoolWrite { .. } => "SpoolWriteFailed",
             Error::NothingFetched { .. } => "NothingFetched",
             Error::Setup(_) => "SetupError",
+            Error::AwsSigning { .. } => "AwsSigningError",
+            Error::UnsupportedTarget { .. } => "UnsupportedTarget",
         }
+    }
+
+    /// A halt (see [`crate::es::bulk::IndexReport::halted`]) that is the
+    /// configuration's fault, not the cluster's mood: the documents are
+    /// spooled, and then the invocation fails with this error anyway, so the
+    /// misconfiguration shows up in the dead-letter queue and the alarms
+    /// instead of a spool that only grows.
+    pub fn fails_invocation_after_spooling(&self) -> bool {
+        matches!(self, Error::UnsupportedTarget { .. })
     }
 }
 

@@ -30,7 +30,12 @@ usage: docker-pulls [run] [options]
   --es-url URL      index into this Elasticsearch; without it, print the
                     documents as NDJSON and index nothing
   --index PREFIX    index prefix, documents go to PREFIX-<yyyy> (default docker-pulls)
-  --pipeline NAME   ingest pipeline, `none` to disable (default docker-hub-pulls)
+  --pipeline NAME   ingest pipeline, `none` to disable (default docker-hub-pulls;
+                    none with --aws-auth aoss)
+  --aws-auth es|aoss
+                    sign requests with SigV4 for an Amazon OpenSearch Service
+                    domain (es) or OpenSearch Serverless (aoss), with the AWS
+                    credentials and region of the environment or profile
   --time RFC3339    the run's timestamp (default: now)
   --spool DIR       keep documents Elasticsearch did not take in DIR/spool/ and
                     send them on a later run (as SPOOL_BUCKET does in Lambda)
@@ -42,7 +47,8 @@ usage: docker-pulls [run] [options]
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
 credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
 token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda; with --ssm,
-SPOOL_BUCKET too (unless --spool is given).
+SPOOL_BUCKET too (unless --spool is given); with --aws-auth (or --ssm), the AWS
+SDK's AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ….
 ";
 
 /// The parsed command line.
@@ -52,6 +58,7 @@ pub struct Options {
     pub es_url: Option<String>,
     pub index: Option<String>,
     pub pipeline: Option<String>,
+    pub aws_auth: Option<String>,
     pub time: Option<String>,
     pub spool: Option<std::path::PathBuf>,
     pub dry_run: bool,
@@ -78,6 +85,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("es-url") => options.es_url = Some(parser.value()?.string()?),
             Long("index") => options.index = Some(parser.value()?.string()?),
             Long("pipeline") => options.pipeline = Some(parser.value()?.string()?),
+            Long("aws-auth") => options.aws_auth = Some(parser.value()?.string()?),
             Long("time") => options.time = Some(parser.value()?.string()?),
             Long("spool") => options.spool = Some(parser.value()?.into()),
             Long("dry-run") => options.dry_run = true,
@@ -114,6 +122,7 @@ pub fn settings_from_options(
     put("elasticsearch/url", options.es_url.clone());
     put("elasticsearch/index", options.index.clone());
     put("elasticsearch/pipeline", options.pipeline.clone());
+    put("elasticsearch/aws_auth", options.aws_auth.clone());
     put("elasticsearch/api_key", var("ES_API_KEY"));
     put("elasticsearch/username", var("ES_USERNAME"));
     put("elasticsearch/password", var("ES_PASSWORD"));
@@ -131,7 +140,7 @@ pub fn settings_from_options(
         },
         Error::InvalidParameter { name, reason } => Error::InvalidParameter {
             name: local_name(&name),
-            reason,
+            reason: local_names_in(&reason),
         },
         other => other,
     })
@@ -142,6 +151,8 @@ fn local_name(parameter: &str) -> String {
         "elasticsearch/url" => "--es-url",
         "elasticsearch/index" => "--index",
         "elasticsearch/pipeline" => "--pipeline",
+        "elasticsearch/aws_auth" => "--aws-auth",
+        "elasticsearch/api_key" => "ES_API_KEY",
         "elasticsearch/username" => "ES_USERNAME",
         "elasticsearch/password" => "ES_PASSWORD",
         "dockerhub/username" => "DOCKERHUB_USERNAME",
@@ -149,6 +160,22 @@ fn local_name(parameter: &str) -> String {
         other => other,
     }
     .to_owned()
+}
+
+/// `reason` with the parameters it names (`(local)/elasticsearch/api_key`)
+/// replaced by their flags and variables.
+fn local_names_in(reason: &str) -> String {
+    const NAMED: [&str; 6] = [
+        "elasticsearch/url",
+        "elasticsearch/aws_auth",
+        "elasticsearch/api_key",
+        "elasticsearch/username",
+        "elasticsearch/password",
+        "elasticsearch/pipeline",
+    ];
+    NAMED.iter().fold(reason.to_owned(), |text, key| {
+        text.replace(&format!("(local)/{key}"), &local_name(key))
+    })
 }
 
 /// Runs once from the command line; the process's exit code.
@@ -210,6 +237,17 @@ async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Res
     let hub = crate::wiring::hub_client(env, &http)?;
     let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
     let mut job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
+    if options.aws_auth.is_some() {
+        // The AWS CLI's credentials and region: environment, profile, SSO.
+        let aws =
+            crate::tls::aws_sdk_config()
+                .await
+                .map_err(|error| Error::InvalidEnvironment {
+                    name: "SSL_CERT_FILE",
+                    reason: error.to_string(),
+                })?;
+        job = job.with_aws(&aws);
+    }
     if let Some(spool) = dir_spool {
         job = job.with_spool(spool);
     }
@@ -280,6 +318,8 @@ mod tests {
             "pulls",
             "--pipeline",
             "none",
+            "--aws-auth",
+            "es",
             "--time",
             "2026-11-27T18:35:00Z",
             "--spool",
@@ -291,6 +331,7 @@ mod tests {
         assert_eq!(options.es_url.as_deref(), Some("http://localhost:9200"));
         assert_eq!(options.index.as_deref(), Some("pulls"));
         assert_eq!(options.pipeline.as_deref(), Some("none"));
+        assert_eq!(options.aws_auth.as_deref(), Some("es"));
         assert_eq!(
             options.spool.as_deref(),
             Some(std::path::Path::new("/var/spool/docker-pulls"))
@@ -338,6 +379,64 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("ES_PASSWORD"), "{error}");
+    }
+
+    #[test]
+    fn aws_auth_errors_name_the_flags_and_variables() {
+        let options = parse_args(args(&[
+            "--es-url",
+            "https://search-d.eu-west-1.es.amazonaws.com",
+            "--aws-auth",
+            "iam",
+        ]))
+        .expect("valid");
+        let error = settings_from_options(&options, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--aws-auth"), "{error}");
+        let options = parse_args(args(&[
+            "--es-url",
+            "https://search-d.eu-west-1.es.amazonaws.com",
+            "--aws-auth",
+            "es",
+        ]))
+        .expect("valid");
+        let error = settings_from_options(&options, |n| (n == "ES_API_KEY").then(|| "k".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--aws-auth: set together with ES_API_KEY:"),
+            "{error}"
+        );
+        let options = parse_args(args(&[
+            "--es-url",
+            "https://abc.eu-west-1.aoss.amazonaws.com",
+            "--aws-auth",
+            "aoss",
+        ]))
+        .expect("valid");
+        let es = settings_from_options(&options, |_| None)
+            .expect("valid")
+            .elasticsearch
+            .expect("es");
+        assert_eq!(es.auth, EsAuth::Aws(crate::config::AwsService::Aoss));
+        assert_eq!(es.pipeline, None);
+        let options = parse_args(args(&[
+            "--es-url",
+            "https://abc.eu-west-1.aoss.amazonaws.com",
+            "--aws-auth",
+            "aoss",
+            "--pipeline",
+            "docker-hub-pulls",
+        ]))
+        .expect("valid");
+        let error = settings_from_options(&options, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("invalid SSM parameter --pipeline: OpenSearch Serverless"),
+            "{error}"
+        );
     }
 
     #[test]

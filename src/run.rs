@@ -10,6 +10,7 @@ use crate::delivery::Deliverer;
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
 use crate::es::bulk::{BulkOptions, BulkSink};
+use crate::es::sigv4::AwsSigning;
 use crate::es::{EsClient, PipelineMemory, setup};
 use crate::event::{Action, LateEvent, Request};
 use crate::hub::{FetchPlan, HubClient};
@@ -98,6 +99,8 @@ pub struct Job<S> {
     pipeline_memory: PipelineMemory,
     /// Bytes of a spooled object drained at a time.
     drain_slice_bytes: u64,
+    /// Signs Elasticsearch requests when `elasticsearch/aws_auth` is set.
+    aws: Option<AwsSigning>,
 }
 
 /// Where a run's metrics record line goes.
@@ -116,7 +119,21 @@ impl<S: SettingsSource> Job<S> {
             metrics_for: None,
             pipeline_memory: PipelineMemory::default(),
             drain_slice_bytes: crate::delivery::SLICE_BYTES,
+            aws: None,
         }
+    }
+
+    /// Signs Elasticsearch requests with SigV4 when the settings say
+    /// `elasticsearch/aws_auth`, with `aws`'s credentials provider, region
+    /// and clock (see [`crate::es::sigv4`]).
+    pub fn with_aws(mut self, aws: &aws_types::SdkConfig) -> Self {
+        self.aws = Some(AwsSigning::from_sdk_config(aws));
+        self
+    }
+
+    /// The client for `settings`, signing when they ask for it.
+    pub fn es_client(&self, settings: crate::config::EsSettings) -> Result<EsClient, Error> {
+        EsClient::new(self.http.clone(), settings).with_aws(self.aws.as_ref())
     }
 
     /// Writes one CloudWatch Embedded Metric Format line per run for
@@ -209,7 +226,7 @@ impl<S: SettingsSource> Job<S> {
         let es = settings
             .elasticsearch
             .ok_or_else(|| Error::Setup("no Elasticsearch configured".into()))?;
-        let installed = setup::install(&EsClient::new(self.http.clone(), es), deadline).await?;
+        let installed = setup::install(&self.es_client(es)?, deadline).await?;
         // The pipeline may exist now: use it again from the next run.
         self.pipeline_memory.remember(false);
         Ok(installed)
@@ -374,10 +391,7 @@ impl<S: SettingsSource> Job<S> {
         if skipping_pipeline {
             es.pipeline = None;
         }
-        let sink = BulkSink::new(
-            EsClient::new(self.http.clone(), es),
-            self.bulk_options.clone(),
-        );
+        let sink = BulkSink::new(self.es_client(es)?, self.bulk_options.clone());
         let deliverer = Deliverer {
             sink: &sink,
             spool: self.spool.as_deref(),

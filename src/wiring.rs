@@ -1,6 +1,8 @@
 //! The long-lived parts of the function, built once from its environment:
-//! the Docker Hub client, settings from SSM, the S3 spool. The Lambda entry
-//! point and local mode's `--ssm` build them the same way, here.
+//! the Docker Hub client, settings from SSM, the S3 spool, the AWS
+//! credentials that sign Elasticsearch requests (`elasticsearch/aws_auth`).
+//! The Lambda entry point and local mode's `--ssm` build them the same way,
+//! here.
 
 use crate::config::{Environment, SsmParameterStore, SsmSettings};
 use crate::error::Error;
@@ -42,7 +44,8 @@ pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob,
         hub,
         http,
     )
-    .with_max_event_age(env.max_event_age);
+    .with_max_event_age(env.max_event_age)
+    .with_aws(&aws);
     if let Some(bucket) = &env.spool_bucket {
         job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
     }

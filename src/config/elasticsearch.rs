@@ -2,10 +2,56 @@
 //! Cloud ID), its credentials, the index prefix and the ingest pipeline,
 //! read from the `elasticsearch/*` parameters and checked before any
 //! request is made.
+//!
+//! `elasticsearch/aws_auth` replaces credentials with SigV4 signing by the
+//! function's own role ([`crate::es::sigv4`]): nothing secret is stored in
+//! SSM. It cannot be combined with an API key or a password (which one would
+//! the cluster see?), and on OpenSearch Serverless (`aoss`) no ingest
+//! pipeline is named: Serverless runs only a subset of processors, ours is
+//! not among those it documents, and the documents arrive trimmed anyway
+//! (docs/elasticsearch-kibana.md, "OpenSearch Serverless").
 
 use super::{DEFAULT_INDEX_PREFIX, DEFAULT_PIPELINE, NO_PIPELINE, Secret};
 use crate::error::Error;
 use base64::Engine as _;
+
+/// The AWS service a SigV4 signature is scoped to (`elasticsearch/aws_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsService {
+    /// `es`: an Amazon OpenSearch Service domain.
+    Es,
+    /// `aoss`: an OpenSearch Serverless collection.
+    Aoss,
+}
+
+impl AwsService {
+    /// The parameter's value: `es` or `aoss`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            v if v.eq_ignore_ascii_case("es") => Ok(Self::Es),
+            v if v.eq_ignore_ascii_case("aoss") => Ok(Self::Aoss),
+            other => Err(format!(
+                "{other:?} is neither `es` (an Amazon OpenSearch Service domain) nor `aoss` (an OpenSearch Serverless collection)"
+            )),
+        }
+    }
+
+    /// The signing name in the credential scope.
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Self::Es => "es",
+            Self::Aoss => "aoss",
+        }
+    }
+
+    /// What the cluster is, in messages.
+    pub fn product(self) -> &'static str {
+        match self {
+            Self::Es => "Amazon OpenSearch Service",
+            Self::Aoss => "OpenSearch Serverless",
+        }
+    }
+}
 
 /// How we authenticate to Elasticsearch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +63,9 @@ pub enum EsAuth {
         username: String,
         password: Secret,
     },
+    /// SigV4 with the function's AWS credentials, for this service; the
+    /// signing itself is [`crate::es::sigv4`]'s.
+    Aws(AwsService),
 }
 
 impl EsAuth {
@@ -30,10 +79,11 @@ impl EsAuth {
         Some(value)
     }
 
-    /// The `Authorization` header's text, if any.
+    /// The `Authorization` header's text, if any (SigV4's is computed per
+    /// request, so it has none here).
     pub fn header_value(&self) -> Option<String> {
         match self {
-            EsAuth::None => None,
+            EsAuth::None | EsAuth::Aws(_) => None,
             EsAuth::ApiKey(key) => Some(format!("ApiKey {}", key.expose())),
             EsAuth::Basic { username, password } => {
                 let pair = format!("{username}:{}", password.expose());
@@ -57,6 +107,20 @@ pub struct EsSettings {
     /// Ingest pipeline named on the bulk request; `None` when disabled.
     pub pipeline: Option<String>,
 }
+
+impl EsSettings {
+    /// The service requests are signed for, when `elasticsearch/aws_auth`
+    /// is set.
+    pub fn aws_service(&self) -> Option<AwsService> {
+        match self.auth {
+            EsAuth::Aws(service) => Some(service),
+            _ => None,
+        }
+    }
+}
+
+/// Why an ingest pipeline is refused on OpenSearch Serverless.
+pub const AOSS_PIPELINE_REFUSED: &str = "OpenSearch Serverless (elasticsearch/aws_auth = aoss) takes no ingest pipeline for docker-pulls; remove the parameter or set it to none";
 
 /// The `elasticsearch/*` parameters as settings: `get` reads a parameter
 /// (trimmed, empty as absent), `full_name` names it in errors. `None` when
@@ -93,6 +157,37 @@ pub(super) fn read<'a>(
                     name: full_name(source),
                     reason,
                 })?;
+            let aws_auth = get("elasticsearch/aws_auth")
+                .map(|value| {
+                    AwsService::parse(value).map_err(|reason| Error::InvalidParameter {
+                        name: full_name("elasticsearch/aws_auth"),
+                        reason,
+                    })
+                })
+                .transpose()?;
+            if aws_auth.is_some() {
+                let conflict = [
+                    "elasticsearch/api_key",
+                    "elasticsearch/username",
+                    "elasticsearch/password",
+                ]
+                .into_iter()
+                .find(|key| get(key).is_some())
+                .map(&full_name)
+                .or_else(|| {
+                    url_credentials
+                        .is_some()
+                        .then(|| format!("{} (user:password@ in it)", full_name(source)))
+                });
+                if let Some(conflict) = conflict {
+                    return Err(Error::InvalidParameter {
+                        name: full_name("elasticsearch/aws_auth"),
+                        reason: format!(
+                            "set together with {conflict}: SigV4 signing with the function's AWS credentials replaces an API key or a password, so set one or the other, not both"
+                        ),
+                    });
+                }
+            }
             let auth = match (
                 get("elasticsearch/api_key"),
                 get("elasticsearch/username"),
@@ -115,7 +210,10 @@ pub(super) fn read<'a>(
                         hint: "set together with elasticsearch/password",
                     });
                 }
-                (None, None, None) => url_credentials.unwrap_or(EsAuth::None),
+                (None, None, None) => match aws_auth {
+                    Some(service) => EsAuth::Aws(service),
+                    None => url_credentials.unwrap_or(EsAuth::None),
+                },
             };
             if auth.header_value().is_some() && auth.header().is_none() {
                 let name = match auth {
@@ -133,8 +231,16 @@ pub(super) fn read<'a>(
                 reason,
             })?;
             let pipeline = match raw("elasticsearch/pipeline").map(|p| p.trim()) {
+                // Serverless: none unless asked for, and asking is refused.
+                None if aws_auth == Some(AwsService::Aoss) => None,
                 None => Some(DEFAULT_PIPELINE.to_owned()),
                 Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
+                Some(_) if aws_auth == Some(AwsService::Aoss) => {
+                    return Err(Error::InvalidParameter {
+                        name: full_name("elasticsearch/pipeline"),
+                        reason: AOSS_PIPELINE_REFUSED.to_owned(),
+                    });
+                }
                 Some(p) => {
                     validate_pipeline_name(p).map_err(|reason| Error::InvalidParameter {
                         name: full_name("elasticsearch/pipeline"),

@@ -11,7 +11,7 @@ mod elasticsearch;
 mod environment;
 mod ssm;
 
-pub use elasticsearch::{EsAuth, EsSettings, decode_cloud_id};
+pub use elasticsearch::{AOSS_PIPELINE_REFUSED, AwsService, EsAuth, EsSettings, decode_cloud_id};
 pub use environment::Environment;
 pub use ssm::{ParameterStore, SsmParameterStore, SsmSettings};
 
@@ -402,6 +402,100 @@ mod tests {
             "{err}"
         );
         assert!(!err.to_string().contains("dckr_pat_x"));
+    }
+
+    #[test]
+    fn aws_auth_signs_instead_of_credentials() {
+        let url = (
+            "elasticsearch/url",
+            "https://search-d.eu-west-1.es.amazonaws.com",
+        );
+        let s =
+            settings(&[("images", "httpd"), url, ("elasticsearch/aws_auth", "es")]).expect("valid");
+        let es = s.elasticsearch.expect("es");
+        assert_eq!(es.auth, EsAuth::Aws(AwsService::Es));
+        assert_eq!(es.aws_service(), Some(AwsService::Es));
+        assert_eq!(es.auth.header_value(), None);
+        // A domain keeps the default pipeline.
+        assert_eq!(es.pipeline.as_deref(), Some(DEFAULT_PIPELINE));
+
+        let err =
+            settings(&[("images", "httpd"), url, ("elasticsearch/aws_auth", "iam")]).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid SSM parameter /docker-pulls/elasticsearch/aws_auth: \"iam\" is neither `es` (an Amazon OpenSearch Service domain) nor `aoss` (an OpenSearch Serverless collection)"
+        );
+
+        for (other, value) in [
+            ("elasticsearch/api_key", "a2V5OnNlY3JldA=="),
+            ("elasticsearch/username", "docker_pulls_writer"),
+            ("elasticsearch/password", "never-printed"),
+        ] {
+            let err = settings(&[
+                ("images", "httpd"),
+                url,
+                ("elasticsearch/aws_auth", "es"),
+                (other, value),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with("invalid SSM parameter /docker-pulls/elasticsearch/aws_auth: set together with /docker-pulls/")
+                    && err.contains(other),
+                "{err}"
+            );
+            assert!(!err.contains(value), "{err}");
+        }
+        let err = settings(&[
+            ("images", "httpd"),
+            (
+                "elasticsearch/url",
+                "https://elastic:never-printed@es.example.com",
+            ),
+            ("elasticsearch/aws_auth", "aoss"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/docker-pulls/elasticsearch/url (user:password@ in it)"),
+            "{err}"
+        );
+        assert!(!err.contains("never-printed"), "{err}");
+    }
+
+    #[test]
+    fn serverless_names_no_pipeline_and_refuses_one() {
+        let url = (
+            "elasticsearch/url",
+            "https://abc.eu-west-1.aoss.amazonaws.com",
+        );
+        let s = settings(&[("images", "httpd"), url, ("elasticsearch/aws_auth", "aoss")])
+            .expect("valid");
+        let es = s.elasticsearch.expect("es");
+        assert_eq!(es.auth, EsAuth::Aws(AwsService::Aoss));
+        assert_eq!(es.pipeline, None, "no pipeline by default on Serverless");
+        let s = settings(&[
+            ("images", "httpd"),
+            url,
+            ("elasticsearch/aws_auth", "aoss"),
+            ("elasticsearch/pipeline", "none"),
+        ])
+        .expect("valid");
+        assert_eq!(s.elasticsearch.expect("es").pipeline, None);
+        for name in ["docker-hub-pulls", "mine"] {
+            let err = settings(&[
+                ("images", "httpd"),
+                url,
+                ("elasticsearch/aws_auth", "aoss"),
+                ("elasticsearch/pipeline", name),
+            ])
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "invalid SSM parameter /docker-pulls/elasticsearch/pipeline: OpenSearch Serverless (elasticsearch/aws_auth = aoss) takes no ingest pipeline for docker-pulls; remove the parameter or set it to none"
+            );
+        }
     }
 
     #[test]

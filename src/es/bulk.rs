@@ -11,9 +11,7 @@
 //! spools it (see [`crate::spool`]). What each answer means is decided in
 //! [`super::response`].
 
-use super::response::{
-    FILTER_PATH, ItemOutcome, RequestOutcome, classify_answer, names_missing_pipeline,
-};
+use super::response::{FILTER_PATH, ItemOutcome, RequestOutcome, names_missing_pipeline};
 use super::{EsClient, EsFailure, EsRequest};
 use crate::error::Error;
 use crate::ndjson::{BulkEntry, encode_create};
@@ -280,13 +278,7 @@ impl BulkSink {
             max_response: self.options.max_response_bytes,
         };
         match self.client.send(request).await {
-            Ok(answer) => classify_answer(
-                answer.status,
-                &answer.body,
-                ids,
-                use_pipeline,
-                &settings.url,
-            ),
+            Ok(answer) => self.client.classify_bulk(&answer, ids, use_pipeline),
             Err(EsFailure::Url(reason)) => RequestOutcome::Halt(Error::InvalidParameter {
                 name: "elasticsearch/url".into(),
                 reason,

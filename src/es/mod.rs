@@ -1,19 +1,24 @@
 //! The one Elasticsearch (or OpenSearch) client: every request to the
 //! cluster — `_bulk`, setup's reads and writes — is built here, with the
-//! cluster's URL, its credentials, `Accept: application/json`, a timeout and
-//! a capped read of the answer. What an answer *means* is decided in
-//! [`response`]; the bulk sink ([`bulk`]) and setup ([`setup`]) only say
-//! what to send.
+//! cluster's URL, its credentials (or a SigV4 signature, [`sigv4`]),
+//! `Accept: application/json`, a timeout and a capped read of the answer.
+//! What an answer *means* is decided in [`response`] (and [`serverless`] for
+//! what only OpenSearch Serverless answers); the bulk sink ([`bulk`]) and
+//! setup ([`setup`]) only say what to send.
 
 pub mod bulk;
 pub mod response;
+pub mod serverless;
 pub mod setup;
+pub mod sigv4;
 
 use crate::config::EsSettings;
 use crate::error::Error;
 use crate::http::{ReadError, error_chain, read_capped, transport_reason};
 use reqwest::{Method, StatusCode, Url, header};
+use response::{ItemOutcome, RequestOutcome};
 use serde::Deserialize;
+use sigv4::{AwsSigning, Signer};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,6 +55,9 @@ pub(crate) enum EsFailure {
     Read(String),
     /// The answer is larger than the request allowed.
     TooLarge,
+    /// The request could not be signed (no credentials, expired ones): not
+    /// sent. Like a connection error, a later attempt may succeed.
+    Signing(String),
 }
 
 impl std::fmt::Display for EsFailure {
@@ -60,20 +68,49 @@ impl std::fmt::Display for EsFailure {
                 write!(f, "connection error while reading the response: {reason}")
             }
             EsFailure::TooLarge => f.write_str("response too large to read"),
+            EsFailure::Signing(reason) => write!(f, "request not signed: {reason}"),
         }
     }
 }
 
-/// Elasticsearch at one URL with one set of credentials.
+/// Elasticsearch at one URL with one set of credentials, or signing with
+/// the function's AWS credentials.
 #[derive(Debug, Clone)]
 pub struct EsClient {
     http: reqwest::Client,
     settings: EsSettings,
+    /// Set when `settings.auth` is [`crate::config::EsAuth::Aws`].
+    signer: Option<Signer>,
 }
 
 impl EsClient {
     pub fn new(http: reqwest::Client, settings: EsSettings) -> Self {
-        Self { http, settings }
+        Self {
+            http,
+            settings,
+            signer: None,
+        }
+    }
+
+    /// Signs every request with `aws` when the settings ask for SigV4
+    /// (`elasticsearch/aws_auth`); otherwise `aws` is not used. Fails when
+    /// they do and `aws` cannot sign (none given, no region, no credentials
+    /// provider). A client the settings want signed but that has no signer
+    /// sends nothing.
+    pub fn with_aws(mut self, aws: Option<&AwsSigning>) -> Result<Self, Error> {
+        let Some(service) = self.settings.aws_service() else {
+            return Ok(self);
+        };
+        let signer = aws
+            .ok_or_else(|| "this process was started without an AWS configuration".to_owned())
+            .and_then(|aws| aws.signer(service))
+            .map_err(|reason| Error::AwsSigning {
+                url: self.settings.url.clone(),
+                service: service.signing_name(),
+                reason,
+            })?;
+        self.signer = Some(signer);
+        Ok(self)
     }
 
     pub fn settings(&self) -> &EsSettings {
@@ -101,11 +138,46 @@ impl EsClient {
         let url = self.url(request.path, request.query)?;
         let mut builder = self
             .http
-            .request(request.method, url)
+            .request(request.method.clone(), url.clone())
             .header(header::ACCEPT, "application/json")
             .timeout(request.timeout);
         if let Some(value) = self.settings.auth.header() {
             builder = builder.header(header::AUTHORIZATION, value);
+        }
+        match (&self.signer, self.settings.aws_service()) {
+            (Some(signer), _) => {
+                // Signed as sent: this Host header, this Content-Type, these
+                // bytes; the signer's headers are the last ones added.
+                let host = host_header(&url);
+                let (content_type, body) = request
+                    .body
+                    .as_ref()
+                    .map_or((None, &[][..]), |(t, b)| (Some(*t), b.as_slice()));
+                let signed = signer
+                    .sign(
+                        request.method.as_str(),
+                        url.as_str(),
+                        &host,
+                        content_type,
+                        body,
+                    )
+                    .await
+                    .map_err(EsFailure::Signing)?;
+                builder = builder.header(header::HOST, host);
+                for header in signed {
+                    let mut value = header::HeaderValue::try_from(header.value).map_err(|_| {
+                        EsFailure::Signing(format!("{} is not a header value", header.name))
+                    })?;
+                    value.set_sensitive(header.sensitive);
+                    builder = builder.header(header.name, value);
+                }
+            }
+            (None, Some(_)) => {
+                return Err(EsFailure::Signing(
+                    "elasticsearch/aws_auth is set, but this client was built without AWS credentials (EsClient::with_aws)".into(),
+                ));
+            }
+            (None, None) => {}
         }
         if let Some((content_type, body)) = request.body {
             builder = builder
@@ -125,11 +197,88 @@ impl EsClient {
     }
 }
 
-/// Elasticsearch's `error.type: error.reason`, or the start of the body.
+impl EsClient {
+    /// What a `_bulk` answer means for the documents it carried
+    /// ([`response::classify_answer`]), with what this client knows besides:
+    /// an OpenSearch Serverless collection that refuses our `_id`s stops
+    /// sending ([`serverless`]), and refusals of a signed request name the
+    /// IAM permissions instead of Elasticsearch privileges.
+    pub(crate) fn classify_bulk(
+        &self,
+        answer: &EsAnswer,
+        ids: &[&str],
+        used_pipeline: bool,
+    ) -> RequestOutcome {
+        let url = &self.settings.url;
+        if let Some(error) = serverless::refused_document_ids(answer.status, &answer.body, url) {
+            return RequestOutcome::Halt(error);
+        }
+        let outcome =
+            response::classify_answer(answer.status, &answer.body, ids, used_pipeline, url);
+        if self.signer.is_none() {
+            return outcome;
+        }
+        let hint = |reason: &str| self.aws_refusal_hint(reason).unwrap_or_default();
+        match outcome {
+            RequestOutcome::Halt(Error::EsAuth {
+                url,
+                status,
+                reason,
+            }) => {
+                let reason = format!("{reason}; {}", hint(&reason));
+                RequestOutcome::Halt(Error::EsAuth {
+                    url,
+                    status,
+                    reason,
+                })
+            }
+            RequestOutcome::Items(items) => RequestOutcome::Items(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        ItemOutcome::Refused(reason) => {
+                            let hint = hint(&reason);
+                            ItemOutcome::Refused(format!("{reason}; {hint}"))
+                        }
+                        other => other,
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    /// For a signed request the cluster refused (401/403) with `reason`:
+    /// what to change in AWS (IAM, the access policies, the region).
+    pub(crate) fn aws_refusal_hint(&self, reason: &str) -> Option<String> {
+        self.signer
+            .as_ref()
+            .map(|signer| signer.refusal_hint(reason, &self.settings.index_prefix))
+    }
+}
+
+/// The `Host` header for `url`, as HTTP clients write it: the port only
+/// when it is not the scheme's default (the URL drops a default one).
+fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// Elasticsearch's `error.type: error.reason`, AWS's `message` (how Amazon
+/// OpenSearch Service and Serverless refuse a signature or a role), or the
+/// start of the body.
 pub fn error_reason(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Envelope {
         error: ErrorField,
+    }
+    #[derive(Deserialize)]
+    struct AwsMessage {
+        #[serde(alias = "Message")]
+        message: String,
     }
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -144,10 +293,13 @@ pub fn error_reason(body: &[u8]) -> String {
         Ok(Envelope {
             error: ErrorField::Text(text),
         }) => text,
-        Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-            text.split_whitespace().collect::<Vec<_>>().join(" ")
-        }
+        Err(_) => match serde_json::from_slice::<AwsMessage>(body) {
+            Ok(AwsMessage { message }) => message,
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+                text.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+        },
     }
 }
 
@@ -203,6 +355,19 @@ mod tests {
             "security_exception: unable to authenticate with provided credentials and anonymous access is not allowed for this request"
         );
         assert_eq!(error_reason(b"Bad Gateway\n"), "Bad Gateway");
+        // Amazon OpenSearch Service refusing a signature, and a role.
+        assert_eq!(
+            error_reason(
+                br#"{"message":"The security token included in the request is invalid."}"#
+            ),
+            "The security token included in the request is invalid."
+        );
+        assert_eq!(
+            error_reason(
+                br#"{"Message":"User: anonymous is not authorized to perform: es:ESHttpPost"}"#
+            ),
+            "User: anonymous is not authorized to perform: es:ESHttpPost"
+        );
     }
 
     #[test]
@@ -229,6 +394,47 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "https://es.example.com:9243/proxy/_bulk?filter_path=errors%2Citems.*._id"
+        );
+    }
+
+    #[test]
+    fn the_signed_host_is_the_one_sent() {
+        let host = |url: &str| host_header(&Url::parse(url).expect("a URL"));
+        assert_eq!(host("http://127.0.0.1:9200/_bulk"), "127.0.0.1:9200");
+        assert_eq!(
+            host("https://search-d.eu-west-1.es.amazonaws.com:443/"),
+            "search-d.eu-west-1.es.amazonaws.com"
+        );
+        assert_eq!(host("http://[::1]:8080/x"), "[::1]:8080");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_should_sign_but_cannot_sends_nothing() {
+        let settings = EsSettings {
+            url: "http://127.0.0.1:9".into(),
+            auth: crate::config::EsAuth::Aws(crate::config::AwsService::Es),
+            index_prefix: "docker-pulls".into(),
+            pipeline: None,
+        };
+        let client = EsClient::new(reqwest::Client::new(), settings.clone());
+        let request = EsRequest {
+            method: Method::GET,
+            path: &["_index_template", "docker-pulls"],
+            query: &[],
+            body: None,
+            timeout: Duration::from_secs(1),
+            max_response: 1024,
+        };
+        assert!(matches!(
+            client.send(request).await,
+            Err(EsFailure::Signing(_))
+        ));
+        let error = EsClient::new(reqwest::Client::new(), settings)
+            .with_aws(None)
+            .expect_err("no AWS configuration");
+        assert_eq!(
+            error.to_string(),
+            "cannot sign requests to http://127.0.0.1:9 with SigV4 (elasticsearch/aws_auth = es): this process was started without an AWS configuration"
         );
     }
 

@@ -5,8 +5,13 @@
 //! alone, so a second setup changes nothing and still succeeds; one at a
 //! higher version is left alone too (a newer function installed it, and an
 //! older one must not downgrade it), and the response says so.
+//!
+//! OpenSearch Serverless (`elasticsearch/aws_auth` = `aoss`) gets no
+//! pipeline (reported as skipped) and the template without its `settings`:
+//! Serverless manages shards, replicas and refresh itself.
 
 use super::{EsClient, EsFailure, EsRequest, error_reason, request_error};
+use crate::config::AwsService;
 use crate::error::Error;
 use crate::retry::{self, Deadline};
 use reqwest::{Method, StatusCode};
@@ -25,6 +30,16 @@ pub fn index_template_for(prefix: &str) -> Result<Value, Error> {
     let mut template: Value = serde_json::from_str(INDEX_TEMPLATE)
         .map_err(|e| Error::Setup(format!("bundled index template is not JSON: {e}")))?;
     template["index_patterns"] = json!([format!("{prefix}-*")]);
+    Ok(template)
+}
+
+/// The index template for `prefix` on OpenSearch Serverless: mappings
+/// only, since Serverless decides shards, replicas and refresh.
+pub fn serverless_index_template_for(prefix: &str) -> Result<Value, Error> {
+    let mut template = index_template_for(prefix)?;
+    if let Some(inner) = template.get_mut("template").and_then(Value::as_object_mut) {
+        inner.remove("settings");
+    }
     Ok(template)
 }
 
@@ -78,9 +93,15 @@ fn plan(installed: Option<&Value>, desired: &Value, same_shape: bool) -> Plan {
 /// Installs what is missing or older and says what it did.
 pub async fn install(client: &EsClient, deadline: Deadline) -> Result<Value, Error> {
     let es = client.settings();
+    let serverless = es.aws_service() == Some(AwsService::Aoss);
     let cluster = Cluster { client, deadline };
 
     let pipeline_result = match &es.pipeline {
+        // Settings never name one there (config::AOSS_PIPELINE_REFUSED).
+        None if serverless => json!({
+            "result": "skipped",
+            "reason": "OpenSearch Serverless takes no ingest pipeline for docker-pulls",
+        }),
         None => Value::Null,
         Some(name) => {
             let desired = pipeline()?;
@@ -100,7 +121,11 @@ pub async fn install(client: &EsClient, deadline: Deadline) -> Result<Value, Err
     };
 
     let name = &es.index_prefix;
-    let desired = index_template_for(name)?;
+    let desired = if serverless {
+        serverless_index_template_for(name)?
+    } else {
+        index_template_for(name)?
+    };
     let path = ["_index_template", name.as_str()];
     let (status, body) = cluster
         .call(Method::GET, &path, None, "manage_index_templates")
@@ -219,17 +244,26 @@ impl Cluster<'_> {
             let failure = match self.client.send(request).await {
                 Ok(answer) => match answer.status {
                     StatusCode::UNAUTHORIZED => {
+                        let mut reason = error_reason(&answer.body);
+                        if let Some(hint) = self.client.aws_refusal_hint(&reason) {
+                            reason = format!("{reason}; {hint}");
+                        }
                         return Err(Error::EsAuth {
                             url: self.client.settings().url.clone(),
                             status: 401,
-                            reason: error_reason(&answer.body),
+                            reason,
                         });
                     }
                     StatusCode::FORBIDDEN => {
-                        return Err(Error::Setup(format!(
-                            "{method} {shown} was refused (403): the credentials lack the `{privilege}` cluster privilege ({})",
-                            error_reason(&answer.body)
-                        )));
+                        let reason = error_reason(&answer.body);
+                        return Err(Error::Setup(match self.client.aws_refusal_hint(&reason) {
+                            Some(hint) => {
+                                format!("{method} {shown} was refused (403): {reason}; {hint}")
+                            }
+                            None => format!(
+                                "{method} {shown} was refused (403): the credentials lack the `{privilege}` cluster privilege ({reason})"
+                            ),
+                        }));
                     }
                     status if retry::is_transient(status) => {
                         format!("{} {}", status.as_u16(), error_reason(&answer.body))
@@ -239,9 +273,10 @@ impl Cluster<'_> {
                         return Ok((status, json));
                     }
                 },
-                Err(failure @ (EsFailure::Transport(_) | EsFailure::Read(_))) => {
-                    failure.to_string()
-                }
+                Err(
+                    failure
+                    @ (EsFailure::Transport(_) | EsFailure::Read(_) | EsFailure::Signing(_)),
+                ) => failure.to_string(),
                 Err(failure) => return Err(request_error(&method, &shown, &failure)),
             };
             let wait = retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(4));
@@ -267,6 +302,15 @@ mod tests {
         let template = index_template_for("pulls").expect("template JSON");
         assert_eq!(template["index_patterns"], json!(["pulls-*"]));
         assert!(template["version"].is_u64());
+        assert!(template["template"]["settings"].is_object());
+        let serverless = serverless_index_template_for("pulls").expect("template JSON");
+        assert_eq!(serverless["index_patterns"], json!(["pulls-*"]));
+        assert!(serverless["template"].get("settings").is_none());
+        assert_eq!(
+            serverless["template"]["mappings"],
+            template["template"]["mappings"]
+        );
+        assert_eq!(serverless["version"], template["version"]);
     }
 
     #[test]

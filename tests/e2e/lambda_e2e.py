@@ -4,7 +4,9 @@
 invoke` sends it the events of events/, against SSM on moto, the fake Docker
 Hub, and two Elasticsearch stand-ins: the strict fake (tests/support/fake_es.rs)
 and osmem-server (an in-memory OpenSearch-compatible server written by others,
-with real _bulk and _search but no ingest pipelines).
+with real _bulk and _search but no ingest pipelines), the latter also behind
+tests/support/sigv4_proxy.py, which checks the function's SigV4 signatures
+(`elasticsearch/aws_auth` = `es`) with botocore.
 
 Run by scripts/e2e-lambda, which builds the binaries first. Every wait is
 bounded; every process is stopped at the end.
@@ -28,6 +30,8 @@ import boto3
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
+# Where cargo put the binaries (scripts/e2e-lambda builds them there).
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 API_KEY = "ZTJlOmUyZS1zZWNyZXQta2V5LTc3Nzc="
 SECRETS = [API_KEY]
 PREFIX = "/docker-pulls"
@@ -176,7 +180,7 @@ def run(workdir: Path) -> int:
         ssm.put_parameter(Name=f"{PREFIX}/{name}", Value=value, Type=kind, Overwrite=True)
 
     # The fake Docker Hub and the strict fake Elasticsearch.
-    fakes = start([str(ROOT / "target/debug/examples/fake_services"), "--es-api-key", API_KEY],
+    fakes = start([str(TARGET / "debug/examples/fake_services"), "--es-api-key", API_KEY],
                   stdout=subprocess.PIPE, text=True)
     urls = read_json_line(fakes, "fake_services")
     hub_url, es_url = urls["hub"], urls["es"]
@@ -314,6 +318,49 @@ def run(workdir: Path) -> int:
     manual.write_text(json.dumps({"time": "2026-11-27T18:45:00Z"}))
     later = invoke_json(lambda_port, manual)
     check("with the pipeline named and absent, nothing is lost", later.get("indexed") == 8, later)
+
+    print("SigV4 (elasticsearch/aws_auth = es) through tests/support/sigv4_proxy.py to osmem-server:")
+    # botocore checks every signature, as Amazon OpenSearch Service would,
+    # with the static credentials the function has from its environment.
+    proxy_log = workdir / "sigv4.jsonl"
+    proxy = start([python, str(ROOT / "tests/support/sigv4_proxy.py"), "--upstream", osmem_url,
+                   "--region", "us-east-1", "--service", "es", "--key", "test:test", "--log", str(proxy_log)],
+                  stdout=subprocess.PIPE, text=True)
+    assert proxy.stdout is not None
+    first_line = proxy.stdout.readline().strip()
+    if not first_line.startswith("listening on "):
+        raise SystemExit(f"e2e: sigv4_proxy.py did not start: {first_line!r}")
+    proxy_url = first_line.removeprefix("listening on ")
+    put("elasticsearch/url", proxy_url)
+    put("elasticsearch/aws_auth", "es")
+    put("elasticsearch/pipeline", "none")
+    put("elasticsearch/index", "signed-pulls")  # a fresh index: exactly this case's documents
+    signed_setup = invoke_json(lambda_port, events / "setup.json")
+    check("signed setup installs the index template",
+          signed_setup.get("index_template", {}).get("result") == "created", signed_setup)
+    signed_event = workdir / "signed.json"
+    signed_stamp = "2026-11-27T19:00:00Z"
+    signed_event.write_text(json.dumps({"time": signed_stamp}))
+    signed = invoke_json(lambda_port, signed_event)
+    check("a signed run indexes 8 repositories", signed.get("indexed") == 8 and signed.get("spooled") == 0, signed)
+    signed_again = invoke_json(lambda_port, signed_event)
+    check("the same event signed again adds nothing",
+          signed_again.get("indexed") == 0 and signed_again.get("already_indexed") == 8, signed_again)
+    http("POST", f"{osmem_url}/signed-pulls-2026/_refresh")
+    status, search = http("POST", f"{osmem_url}/signed-pulls-2026/_search", {"size": 100, "query": {"match_all": {}}})
+    hits = search.get("hits", {}).get("hits", []) if isinstance(search, dict) else []
+    check("osmem holds exactly the 8 signed documents", status == 200 and len(hits) == 8
+          and all(h.get("_source", {}).get("@timestamp") == signed_stamp for h in hits), search)
+    httpd = next((h for h in hits if h.get("_id") == f"library/httpd@{signed_stamp}"), {})
+    check("a signed document is exactly the contract's shape", httpd.get("_source") == {
+        "@timestamp": signed_stamp,
+        "http": {"docker_hub": {"namespace": "library", "name": "httpd", "pull_count": 4871203345,
+                                "star_count": 4812, "collaborator_count": 0}}}, httpd)
+    records = [json.loads(line) for line in proxy_log.read_text().splitlines() if line.strip()]
+    check("the verifier saw setup and both runs, and accepted every signature",
+          len(records) >= 4 and all(r.get("verdict") == "ok" and r.get("access_key") == "test" for r in records)
+          and sum(r.get("path") == "/_bulk" for r in records) == 2,
+          [(r.get("method"), r.get("path"), r.get("verdict"), r.get("reason")) for r in records])
 
     logs = log_path.read_text(errors="replace")
     check("no secret in the function's logs", not any(secret in logs for secret in SECRETS), "secret found")
