@@ -275,6 +275,22 @@ impl<S: SettingsSource> Job<S> {
                 elasticsearch: !request.dry_run,
             })
             .await?;
+        // The client that will index, built before anything is fetched: a
+        // signing setup that cannot work (no region) fails the run now,
+        // with nothing fetched to lose.
+        let sink = match (&settings.elasticsearch, request.dry_run) {
+            (Some(es), false) => {
+                let mut es = es.clone();
+                let pipeline = es.pipeline.clone();
+                let skipping_pipeline = pipeline.is_some() && self.pipeline_memory.known_missing();
+                if skipping_pipeline {
+                    es.pipeline = None;
+                }
+                let sink = BulkSink::new(self.es_client(es)?, self.bulk_options.clone());
+                Some((sink, pipeline, skipping_pipeline))
+            }
+            _ => None,
+        };
         let (timestamp, late_event) = request.stamp(RunTime::now(), self.max_event_age);
         if let Some(late) = &late_event {
             tracing::warn!(
@@ -372,12 +388,9 @@ impl<S: SettingsSource> Job<S> {
             documents_left_out: None,
         };
 
-        let es = match (&settings.elasticsearch, request.dry_run) {
-            (Some(es), false) => es,
-            _ => {
-                summary.documents = Some(documents);
-                return Ok(summary);
-            }
+        let Some((sink, pipeline, skipping_pipeline)) = sink else {
+            summary.documents = Some(documents);
+            return Ok(summary);
         };
 
         let entries: Vec<BulkEntry> = documents
@@ -385,13 +398,6 @@ impl<S: SettingsSource> Job<S> {
             .map(|document| BulkEntry::new(&summary.index, document))
             .collect();
         drop(documents);
-        let mut es = es.clone();
-        let pipeline = es.pipeline.clone();
-        let skipping_pipeline = pipeline.is_some() && self.pipeline_memory.known_missing();
-        if skipping_pipeline {
-            es.pipeline = None;
-        }
-        let sink = BulkSink::new(self.es_client(es)?, self.bulk_options.clone());
         let deliverer = Deliverer {
             sink: &sink,
             spool: self.spool.as_deref(),
