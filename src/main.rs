@@ -11,6 +11,12 @@ async fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() && args.is_empty();
     if in_lambda {
+        // JSON lines with AWS_LAMBDA_LOG_FORMAT=JSON. The level: RUST_LOG's
+        // directives when it has any (template.yaml's LogLevel), else
+        // AWS_LAMBDA_LOG_LEVEL (Lambda's ApplicationLogLevel, which the
+        // template keeps at TRACE so Lambda itself drops no line). The
+        // metrics record bypasses the logger (run::Job::with_metrics), so
+        // no level can silence it; tests/e2e checks both at WARN.
         lambda_runtime::tracing::init_default_subscriber();
     } else {
         // stdout carries the documents in local mode.

@@ -380,6 +380,42 @@ def run(workdir: Path) -> int:
     check("the metrics record carries the run's counts",
           any(r.get("Spooled") == 8 for r in records) and any(r.get("Drained") == 8 for r in records), records)
 
+    # As the template deploys it: Lambda's own filter wide open
+    # (ApplicationLogLevel TRACE, so AWS_LAMBDA_LOG_LEVEL=TRACE), verbosity
+    # from the LogLevel parameter through RUST_LOG. At WARN the INFO summary
+    # is gone, and the metrics record, which no log level filters, is not.
+    print("log level WARN, as template.yaml's LogLevel sets it:")
+    quiet_env = workdir / "quiet.env"
+    quiet_env.write_text(env_file.read_text() + "AWS_LAMBDA_LOG_LEVEL=TRACE\nRUST_LOG=WARN\n")
+    quiet_port = free_port()
+    quiet_log_path = workdir / "quiet.log"
+    with open(quiet_log_path, "w") as quiet_log:
+        start(["cargo", "lambda", "watch", "-P", str(quiet_port), "--ignore-changes", "--env-file", str(quiet_env)],
+              cwd=ROOT, stdout=quiet_log, stderr=subprocess.STDOUT)
+
+    def quiet_ready() -> bool:
+        with socket.create_connection(("127.0.0.1", quiet_port), timeout=1):
+            return True
+
+    wait_for("cargo lambda watch (quiet)", quiet_ready, 120)
+    quiet = invoke_json(quiet_port, events / "dry-run.json")
+    check("a dry run at WARN still answers", quiet.get("dry_run") is True and len(quiet.get("documents", [])) == 3, quiet)
+    quiet_lines = []
+    for line in quiet_log_path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            quiet_lines.append(record)
+    function_levels = {r.get("level") for r in quiet_lines if "_aws" not in r and "level" in r}
+    check("at WARN the metrics record is still written",
+          sum("_aws" in r and r.get("FunctionName") == "docker-pulls" for r in quiet_lines) == 1,
+          quiet_lines)
+    check("at WARN nothing below WARN is logged",
+          not any("run finished" in json.dumps(r) for r in quiet_lines)
+          and function_levels <= {"WARN", "ERROR"}, sorted(str(level) for level in function_levels))
+
     print(f"e2e: {passes} passed, {failures} failed")
     if failures:
         print("--- cargo lambda watch log (tail) ---")
