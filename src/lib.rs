@@ -27,6 +27,7 @@
 //! - [`error`]: what fails an invocation
 //! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
 
+pub mod archive;
 pub mod aws_error;
 pub mod config;
 pub mod counts;
