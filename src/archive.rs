@@ -260,6 +260,32 @@ pub async fn write(
     }
 }
 
+/// Counts and logs a run's archive write (`None`: no archive, or nothing
+/// to archive). A failure is logged as an error and counted in
+/// `archive_failed` (the `ArchiveFailed` metric and its alarm); it never
+/// fails the run by itself.
+pub fn account(
+    outcome: Option<Result<String, ArchiveError>>,
+    documents: usize,
+    counts: &mut crate::counts::RunCounts,
+) {
+    match outcome {
+        None => {}
+        Some(Ok(key)) => {
+            counts.archived = documents;
+            tracing::debug!(documents, key = %key, "archived");
+        }
+        Some(Err(error)) => {
+            counts.archive_failed = documents;
+            tracing::error!(
+                documents,
+                %error,
+                "could not archive this run's documents; Elasticsearch and the spool still have them, but the archive misses this run"
+            );
+        }
+    }
+}
+
 /// The store `--archive` names: `s3://BUCKET` (the AWS SDK's usual
 /// configuration), or a directory.
 pub async fn open(spec: &str) -> Result<Arc<dyn ArchiveStore>, ArchiveError> {

@@ -23,7 +23,9 @@ pub enum Error {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
 
-    #[error("unknown action {0:?}: the only action is \"setup\" (omit `action` for a normal run)")]
+    #[error(
+        "unknown action {0:?}: the actions are \"setup\" and \"replay\" (omit `action` for a normal run)"
+    )]
     UnknownAction(String),
 
     #[error("could not exchange the Docker Hub token of dockerhub/username {username:?}: {reason}")]
@@ -63,6 +65,9 @@ pub enum Error {
 
     #[error("setup failed: {0}")]
     Setup(String),
+
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 impl Error {
@@ -83,6 +88,7 @@ impl Error {
             Error::SpoolWrite { .. } => "SpoolWriteFailed",
             Error::NothingFetched { .. } => "NothingFetched",
             Error::Setup(_) => "SetupError",
+            Error::Archive(_) => "ArchiveError",
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod response;
+pub mod search;
 pub mod setup;
 
 use crate::config::EsSettings;
