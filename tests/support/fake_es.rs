@@ -1725,7 +1725,9 @@ impl SearchBody {
         }
         let parsing = |reason: String| Reply::bad_request("parsing_exception", &reason);
         let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&request.body) else {
-            return Err(parsing("request body is required to be a JSON object".into()));
+            return Err(parsing(
+                "request body is required to be a JSON object".into(),
+            ));
         };
         for (key, value) in &object {
             match (key.as_str(), count_only) {
@@ -1742,13 +1744,18 @@ impl SearchBody {
                 _ => {
                     return Err(parsing(format!(
                         "Unknown key for a {} in [{key}].",
-                        if value.is_object() { "START_OBJECT" } else { "VALUE" }
+                        if value.is_object() {
+                            "START_OBJECT"
+                        } else {
+                            "VALUE"
+                        }
                     )));
                 }
             }
         }
         if let Some(after) = &body.search_after {
-            let illegal = |reason: String| Reply::bad_request("illegal_argument_exception", &reason);
+            let illegal =
+                |reason: String| Reply::bad_request("illegal_argument_exception", &reason);
             if after.len() != body.sort.len() {
                 return Err(illegal(format!(
                     "search_after has {} value(s) but sort has {}.",
@@ -1847,7 +1854,9 @@ fn parse_sort(sort: &Value) -> Result<Vec<SortKey>, String> {
                     Value::String(order) => order.clone(),
                     Value::Object(options) => {
                         for option in options.keys() {
-                            if !["order", "unmapped_type", "missing", "format"].contains(&option.as_str()) {
+                            if !["order", "unmapped_type", "missing", "format"]
+                                .contains(&option.as_str())
+                            {
                                 return Err(format!("[field_sort] unknown field [{option}]"));
                             }
                         }
@@ -1894,12 +1903,11 @@ fn field_value<'a>(source: &'a Value, field: &str) -> Option<&'a Value> {
 fn date_or_number(value: &Value) -> Option<f64> {
     match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(text) => time::OffsetDateTime::parse(
-            text,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as f64),
+        Value::String(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as f64)
+        }
         _ => None,
     }
 }
