@@ -474,6 +474,96 @@ mod tests {
     }
 
     #[test]
+    fn replay_and_export_index_flags_parse_and_say_what_is_missing() {
+        let options = parse_args(args(&[
+            "replay",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01T00:00:00Z",
+            "--archive",
+            "s3://pulls",
+            "--es-url",
+            "http://es:9200",
+            "--cursor",
+            "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz",
+        ]))
+        .expect("valid");
+        assert_eq!(options.command, Command::Replay);
+        assert_eq!(options.archive.as_deref(), Some("s3://pulls"));
+        assert_eq!(options.from.as_deref(), Some("2026-01-01"));
+        let options = parse_args(args(&[
+            "export-index",
+            "--index",
+            "docker-pulls-*",
+            "--archive",
+            "/tmp/history",
+            "--ssm",
+        ]))
+        .expect("valid");
+        assert_eq!(options.command, Command::ExportIndex);
+        assert_eq!(options.index.as_deref(), Some("docker-pulls-*"));
+        let run = parse_args(args(&["--archive", "/tmp/a", "--es-url", "http://es:9200"]))
+            .expect("valid");
+        assert_eq!(
+            (run.command, run.archive.as_deref()),
+            (Command::Run, Some("/tmp/a"))
+        );
+        for (bad, why) in [
+            (
+                &["replay", "--to", "2026-02-01", "--archive", "d"][..],
+                "--from and --to",
+            ),
+            (
+                &[
+                    "replay",
+                    "--from",
+                    "2026-02-01",
+                    "--to",
+                    "2026-01-01",
+                    "--archive",
+                    "d",
+                ],
+                "must be before",
+            ),
+            (
+                &["replay", "--from", "2026-01-01", "--to", "2026-02-01"],
+                "--archive",
+            ),
+            (
+                &[
+                    "replay",
+                    "--from",
+                    "2026-01-01",
+                    "--to",
+                    "2026-02-01",
+                    "--archive",
+                    "d",
+                    "--cursor",
+                    "x",
+                ],
+                "not an archive key",
+            ),
+            (&["export-index", "--archive", "d"], "--index PATTERN"),
+            (
+                &[
+                    "export-index",
+                    "--index",
+                    "i",
+                    "--archive",
+                    "d",
+                    "--from",
+                    "soon",
+                ],
+                "`from` must be a date",
+            ),
+        ] {
+            let error = parse_args(args(bad)).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
     fn settings_default_to_the_seed_images_and_credentials_from_env() {
         let options = parse_args(args(&["--es-url", "https://es.example.com"])).expect("valid");
         let settings = settings_from_options(&options, |name| match name {
