@@ -365,8 +365,10 @@ impl ArchiveStore for S3Archive {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
-                .content_type("application/x-ndjson")
-                .content_encoding("gzip")
+                // A gzip file, not a gzip-encoded transfer: no
+                // Content-Encoding, so no client unzips it behind the
+                // reader's back and `.gz` always holds gzip.
+                .content_type("application/gzip")
                 .body(body.into())
                 .send()
                 .await

@@ -1699,8 +1699,8 @@ struct SearchBody {
     from: usize,
     sort: Vec<SortKey>,
     search_after: Option<Vec<Value>>,
-    /// `range` on one field: `(field, [(op, bound)])`; `None`: match all.
-    range: Option<(String, Vec<(String, Value)>)>,
+    /// `range` on one field; `None`: match all.
+    range: Option<Range>,
     source: bool,
 }
 
@@ -1810,7 +1810,10 @@ fn as_count(value: &Value, key: &str) -> Result<usize, String> {
 }
 
 /// `{"match_all":{}}` or `{"range":{"field":{"gte":…,"lt":…}}}`.
-fn parse_range(query: &Value) -> Result<Option<(String, Vec<(String, Value)>)>, String> {
+/// A `range` query: the field, and `(gte|gt|lte|lt, bound)` pairs.
+type Range = (String, Vec<(String, Value)>);
+
+fn parse_range(query: &Value) -> Result<Option<Range>, String> {
     let Some(object) = query.as_object().filter(|o| o.len() == 1) else {
         return Err("query malformed, must be an object with one query".into());
     };
