@@ -9,7 +9,7 @@
 //! `--repos` repositories to a directory archive with the real code
 //! (`archive::write`: the same encoding and gzip level as in Lambda), then
 //! reports the objects' sizes, the bytes per day, month and year, and the
-//! time to encode and to decode an object. The repositories are synthetic
+//! CPU time to encode (JSON + gzip) and to decode an object. The repositories are synthetic
 //! but shaped like real ones: names of 3 to 30 characters in a few dozen
 //! namespaces (a third of them `library`), pull counts spread from tens to
 //! billions and growing between runs, star and collaborator counts.
@@ -131,6 +131,9 @@ async fn main() {
             .map(|d| serde_json::to_vec(d).expect("JSON").len() + 1)
             .sum::<usize>();
         let started = Instant::now();
+        let encoded = archive::encode(&documents).expect("encode");
+        encode_time += started.elapsed();
+        drop(encoded);
         let key = archive::write(
             &store,
             &documents,
@@ -139,7 +142,6 @@ async fn main() {
         )
         .await
         .expect("write");
-        encode_time += started.elapsed();
         let body = store.get(&key).await.expect("read");
         let started = Instant::now();
         let decoded = archive::decode(&body).expect("decode");
@@ -162,7 +164,7 @@ async fn main() {
         "uncompressed_bytes_per_document": plain_bytes as f64 / (options.runs * options.repos) as f64,
         "bytes_per_day": per_day.round(),
         "gib_per_year": per_day * 365.0 / gb,
-        "encode_and_write_ms_per_object": encode_time.as_secs_f64() * 1000.0 / options.runs as f64,
+        "encode_ms_per_object": encode_time.as_secs_f64() * 1000.0 / options.runs as f64,
         "decode_ms_per_object": decode_time.as_secs_f64() * 1000.0 / options.runs as f64,
     });
     println!(
@@ -184,10 +186,8 @@ async fn main() {
         per_day * 365.0 / gb
     );
     println!(
-        "encode+gzip+write {:.2} ms, decode {:.2} ms per object",
-        figures["encode_and_write_ms_per_object"]
-            .as_f64()
-            .unwrap_or_default(),
+        "encode (JSON + gzip) {:.2} ms, decode {:.2} ms per object",
+        figures["encode_ms_per_object"].as_f64().unwrap_or_default(),
         figures["decode_ms_per_object"].as_f64().unwrap_or_default()
     );
 

@@ -144,11 +144,18 @@ fn month_end(year: i32, month: Month) -> Date {
 
 /// One object's body: each document as one line of JSON, gzip-compressed.
 pub fn encode<'a>(documents: impl IntoIterator<Item = &'a Document>) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // The whole text first, then one write: the compressor is several
+    // times faster on one buffer than on a write per JSON token.
+    let mut text = Vec::new();
     for document in documents {
-        serde_json::to_writer(&mut encoder, document)?;
-        encoder.write_all(b"\n")?;
+        serde_json::to_writer(&mut text, document)?;
+        text.push(b'\n');
     }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 6),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(&text)?;
     encoder.finish()
 }
 

@@ -381,6 +381,7 @@ impl Replay<'_> {
             .skip(skip)
             .collect();
         let mut batch_started = read_started;
+        let batches = documents.len().div_ceil(BATCH);
         for (number, batch) in documents.chunks(BATCH).enumerate() {
             let done = skip + number * BATCH;
             if number > 0 && !self.time_for_a_batch() {
@@ -391,9 +392,12 @@ impl Replay<'_> {
             }
             self.slowest_batch = self.slowest_batch.max(batch_started.elapsed());
             batch_started = Instant::now();
-            self.show(batch.last().map(|d| d.timestamp));
+            if number + 1 < batches {
+                self.show(batch.last().map(|d| d.timestamp));
+            }
         }
         self.summary.objects += 1;
+        self.show(documents.last().map(|d| d.timestamp));
         None
     }
 
