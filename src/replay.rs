@@ -268,6 +268,19 @@ pub async fn replay(
         }
     }
     summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        from = %summary.from,
+        to = %summary.to,
+        objects = summary.objects,
+        documents = summary.documents,
+        created = summary.created,
+        already_indexed = summary.already_indexed,
+        rejected = summary.rejected,
+        unreadable = summary.unreadable,
+        not_indexed = summary.not_indexed,
+        complete = summary.complete,
+        "replay finished"
+    );
     progress.finish(&format!(
         "{} objects, {} documents: {} created, {} already indexed, {} rejected, {} unreadable{}",
         summary.objects,
