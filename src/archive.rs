@@ -414,9 +414,10 @@ impl ArchiveStore for S3Archive {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(prefix);
-            // S3 starts *after* a key; one character less starts at `from`
-            // or just before it (the filter below drops the rest).
-            if let Some(from) = from.filter(|from| from.starts_with(prefix) && from.len() > 1) {
+            // S3 starts *after* a key (any key, inside the prefix or not);
+            // one character less starts at `from` or just before it (the
+            // filter below drops the rest).
+            if let Some(from) = from.filter(|from| from.len() > 1) {
                 let mut start = from.to_owned();
                 start.pop();
                 request = request.start_after(start);

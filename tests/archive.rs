@@ -440,6 +440,25 @@ async fn replay_rebuilds_a_deleted_index_with_identical_ids_and_sources_and_twic
         "{again}"
     );
     assert_eq!(indexed(&es), january);
+
+    // From a cursor: S3 lists from that key on, in every partition.
+    let keys = store.list(archive::PREFIX, None).await.expect("list");
+    let january_keys: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("archive/year=2026/month=01/"))
+        .collect();
+    assert_eq!(january_keys.len(), inside.len());
+    let request =
+        ReplayRequest::new("2026-01-01", "2026-02-01", Some(january_keys[10])).expect("valid");
+    let resumed = job
+        .replay(&request, deadline(), &Silent)
+        .await
+        .expect("replay");
+    assert_eq!(
+        (resumed.objects, resumed.already_indexed, resumed.created),
+        (inside.len() - 10, (inside.len() - 10) * 3, 0),
+        "{resumed:?}"
+    );
 }
 
 /// Writes `times` through normal runs into a directory archive; the
