@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 /// The run's timestamp: the event's `time`, shared by every document of a run
 /// and part of each document's `_id`, so a retried event indexes nothing new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RunTime(OffsetDateTime);
 
 /// An event `time` that is not RFC 3339.

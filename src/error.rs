@@ -23,7 +23,9 @@ pub enum Error {
     #[error("invalid event: {0}")]
     InvalidEvent(String),
 
-    #[error("unknown action {0:?}: the only action is \"setup\" (omit `action` for a normal run)")]
+    #[error(
+        "unknown action {0:?}: the actions are \"setup\" and \"replay\" (omit `action` for a normal run)"
+    )]
     UnknownAction(String),
 
     #[error("could not exchange the Docker Hub token of dockerhub/username {username:?}: {reason}")]
@@ -77,6 +79,8 @@ pub enum Error {
         "OpenSearch Serverless at {url} refused the document _id ({reason:?}): the collection is a time series or vector search collection, where a retry cannot be told from a new document. Use a collection of type search for docker-pulls."
     )]
     UnsupportedTarget { url: String, reason: String },
+    #[error("archive: {0}")]
+    Archive(String),
 }
 
 impl Error {
@@ -99,6 +103,7 @@ impl Error {
             Error::Setup(_) => "SetupError",
             Error::AwsSigning { .. } => "AwsSigningError",
             Error::UnsupportedTarget { .. } => "UnsupportedTarget",
+            Error::Archive(_) => "ArchiveError",
         }
     }
 

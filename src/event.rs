@@ -14,6 +14,8 @@ use std::time::Duration;
 pub enum Action {
     Run,
     Setup,
+    /// Index archived documents again (see [`crate::replay`]).
+    Replay(crate::replay::ReplayRequest),
 }
 
 /// A parsed event: the EventBridge `Scheduled Event`, or a manual object.
@@ -42,6 +44,9 @@ impl Request {
         let action = match object.get("action") {
             None | Some(Value::Null) => Action::Run,
             Some(Value::String(action)) if action == "setup" => Action::Setup,
+            Some(Value::String(action)) if action == "replay" => {
+                Action::Replay(crate::replay::ReplayRequest::from_event(object)?)
+            }
             Some(Value::String(action)) => return Err(Error::UnknownAction(action.clone())),
             Some(other) => return Err(Error::UnknownAction(other.to_string())),
         };
@@ -251,6 +256,10 @@ mod tests {
     fn bad_events_are_errors_that_say_why() {
         let cases = [
             (json!({"action": "delete"}), "unknown action \"delete\""),
+            (
+                json!({"action": "replay", "to": "2026-02-01"}),
+                "a replay needs `from`",
+            ),
             (json!([1]), "expected a JSON object"),
             (json!({"images": "httpd"}), "`images` must be an array"),
             (json!({"images": []}), "`images` is empty"),

@@ -17,10 +17,14 @@
 //! - [`spool`]: where documents Elasticsearch did not take wait (S3, a directory)
 //! - [`delivery`]: index, spool what was not taken, drain the backlog
 //! - [`timing`]: how much time indexing and spooling need, learned
+//! - [`archive`]: every run's documents, kept for good (S3, a directory),
+//!   queryable with SQL; [`replay`] rebuilds an index from it and
+//!   [`export`] copies an index's history into it
 //! - [`counts`]: the run's counters, defined once (summary, metrics, log)
 //! - [`run`]: the handler that ties them together
 //! - [`wiring`]: the long-lived clients built from the environment
 //! - [`local`]: the one-shot command-line mode
+//! - [`progress`]: the long local commands' progress line
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
 //! - [`tls`]: the root certificates every HTTPS client trusts, loaded once
@@ -28,6 +32,7 @@
 //! - [`error`]: what fails an invocation
 //! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
 
+pub mod archive;
 pub mod aws_error;
 pub mod config;
 pub mod counts;
@@ -36,12 +41,15 @@ pub mod document;
 pub mod error;
 pub mod es;
 pub mod event;
+pub mod export;
 pub mod http;
 pub mod hub;
 pub mod image_ref;
 pub mod local;
 pub mod metrics;
 pub mod ndjson;
+pub mod progress;
+pub mod replay;
 pub mod retry;
 pub mod run;
 pub mod spool;

@@ -2,8 +2,11 @@
 //! flags and environment instead of SSM, so it works without an AWS account.
 //! Without `--es-url` it indexes nothing and prints the documents as NDJSON.
 
+use crate::archive::ArchiveStore;
 use crate::config::{Environment, Settings};
 use crate::event::{Action, Request};
+use crate::export::ExportRequest;
+use crate::replay::{ReplayRequest, parse_bound};
 use crate::retry::Deadline;
 use crate::run::{Job, Summary};
 use crate::spool::{DirSpool, SpoolStore};
@@ -24,6 +27,10 @@ In AWS Lambda (AWS_LAMBDA_RUNTIME_API set, no arguments) it serves events and
 reads its settings from SSM. Anywhere else it runs once:
 
 usage: docker-pulls [run] [options]
+       docker-pulls replay --from DATE --to DATE [--archive DIR|s3://BUCKET]
+                           (--es-url URL | --ssm) [--index PREFIX] [--cursor KEY]
+       docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
+                           (--es-url URL | --ssm) [--from DATE] [--to DATE]
 
   --images LIST     image references, separated by commas or spaces; may repeat
                     (default: httpd library/mysql radoondas/netatmobeat)
@@ -39,21 +46,50 @@ usage: docker-pulls [run] [options]
   --time RFC3339    the run's timestamp (default: now)
   --spool DIR       keep documents Elasticsearch did not take in DIR/spool/ and
                     send them on a later run (as SPOOL_BUCKET does in Lambda)
+  --archive DIR     archive every run's documents in DIR/archive/ (as
+                    ARCHIVE_BUCKET does in Lambda); s3://BUCKET for an S3 bucket
   --dry-run         fetch and print the documents, index nothing
   --setup           install the ingest pipeline and index template, then exit
   --ssm             read the settings from SSM under SSM_PREFIX instead of flags
   -h, --help        this text
 
+replay indexes every archived document with FROM <= @timestamp < TO (dates
+like 2026-01-01, or RFC 3339 times) into PREFIX-<yyyy>, with the same _id as
+the runs: what is already there counts as already indexed. --cursor KEY
+continues a replay that stopped. export-index copies the documents of the
+indices PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
+document. Both show their progress on stderr, print a summary on stdout, and
+exit with 1 when a document was refused or not indexed.
+
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
 credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
 token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda; with --ssm,
-SPOOL_BUCKET too (unless --spool is given); with --aws-auth (or --ssm), the AWS
-SDK's AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ….
+SPOOL_BUCKET and ARCHIVE_BUCKET too (unless --spool or --archive is given);
+with --aws-auth (or --ssm), the AWS SDK's AWS_PROFILE, AWS_REGION,
+AWS_ACCESS_KEY_ID, ….
 ";
 
+/// What the command line asks for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// One run (`run`, or no command).
+    #[default]
+    Run,
+    /// `replay`: archived documents indexed again.
+    Replay,
+    /// `export-index`: an index's documents copied into the archive.
+    ExportIndex,
+}
+
 /// The parsed command line.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Options {
+    pub command: Command,
+    /// `--archive`: a directory, or `s3://BUCKET`.
+    pub archive: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub cursor: Option<String>,
     pub images: Vec<String>,
     pub es_url: Option<String>,
     pub index: Option<String>,
@@ -76,6 +112,14 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     while let Some(arg) = parser.next()? {
         match arg {
             Value(command) if first && command == "run" => {}
+            Value(command) if first && command == "replay" => options.command = Command::Replay,
+            Value(command) if first && command == "export-index" => {
+                options.command = Command::ExportIndex
+            }
+            Long("archive") => options.archive = Some(parser.value()?.string()?),
+            Long("from") => options.from = Some(parser.value()?.string()?),
+            Long("to") => options.to = Some(parser.value()?.string()?),
+            Long("cursor") => options.cursor = Some(parser.value()?.string()?),
             Long("images") | Long("image") => {
                 let list = parser.value()?.string()?;
                 options
@@ -95,6 +139,36 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
         first = false;
+    }
+    let missing = match options.command {
+        _ if options.help => None,
+        Command::Replay if options.from.is_none() || options.to.is_none() => {
+            Some("replay needs --from and --to")
+        }
+        Command::ExportIndex if options.index.is_none() => {
+            Some("export-index needs --index PATTERN (e.g. 'docker-pulls-*')")
+        }
+        Command::Replay | Command::ExportIndex if options.archive.is_none() && !options.ssm => {
+            Some("--archive DIR or --archive s3://BUCKET is needed (or --ssm with ARCHIVE_BUCKET)")
+        }
+        _ => None,
+    };
+    if let Some(message) = missing {
+        return Err(message.into());
+    }
+    // Bounds and cursor are checked here, so a mistake prints the usage.
+    let (from, to) = (options.from.as_deref(), options.to.as_deref());
+    if options.command == Command::Replay && !options.help {
+        ReplayRequest::new(
+            from.unwrap_or_default(),
+            to.unwrap_or_default(),
+            options.cursor.as_deref(),
+        )?;
+    }
+    for (flag, value) in [("from", from), ("to", to)] {
+        if let Some(text) = value {
+            parse_bound(flag, text)?;
+        }
     }
     Ok(options)
 }
@@ -130,7 +204,7 @@ pub fn settings_from_options(
     put("dockerhub/token", var("DOCKERHUB_TOKEN"));
     let needs = crate::config::Needs {
         images: true,
-        elasticsearch: options.setup,
+        elasticsearch: options.setup || options.command != Command::Run,
     };
     Settings::from_parameters("(local)", &parameters, needs).map_err(|error| match error {
         // Name the flag or variable, not an SSM parameter.
@@ -191,8 +265,13 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    match run(&options, &env, http).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let outcome = match options.command {
+        Command::Run => run(&options, &env, http).await.map(|()| true),
+        Command::Replay | Command::ExportIndex => history(&options, &env, http).await,
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
@@ -226,32 +305,132 @@ async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Res
         .spool
         .as_ref()
         .map(|dir| Arc::new(DirSpool::new(dir)) as Arc<dyn SpoolStore>);
+    let archive = open_archive(options).await?;
     if options.ssm {
-        // As in Lambda (SPOOL_BUCKET included), unless --spool says otherwise.
+        // As in Lambda (SPOOL_BUCKET and ARCHIVE_BUCKET included), unless
+        // --spool or --archive says otherwise.
         let mut job = crate::wiring::ssm_job(env, http).await?;
         if let Some(spool) = dir_spool {
             job = job.with_spool(spool);
+        }
+        if let Some(archive) = archive {
+            job = job.with_archive(archive);
         }
         return finish(&job, &request, deadline).await;
     }
     let hub = crate::wiring::hub_client(env, &http)?;
     let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
-    let mut job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
-    if options.aws_auth.is_some() {
-        // The AWS CLI's credentials and region: environment, profile, SSO.
-        let aws =
-            crate::tls::aws_sdk_config()
-                .await
-                .map_err(|error| Error::InvalidEnvironment {
-                    name: "SSL_CERT_FILE",
-                    reason: error.to_string(),
-                })?;
-        job = job.with_aws(&aws);
-    }
+    let job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
+    let mut job = signing(job, options).await?;
     if let Some(spool) = dir_spool {
         job = job.with_spool(spool);
     }
+    if let Some(archive) = archive {
+        job = job.with_archive(archive);
+    }
     finish(&job, &request, deadline).await
+}
+
+/// The archive `--archive` names, if any.
+async fn open_archive(options: &Options) -> Result<Option<Arc<dyn ArchiveStore>>, Error> {
+    match &options.archive {
+        Some(spec) => crate::archive::open(spec)
+            .await
+            .map(Some)
+            .map_err(|e| Error::Archive(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// `replay` and `export-index`: without a deadline, with progress on
+/// stderr and the summary on stdout; whether every document made it.
+async fn history(
+    options: &Options,
+    env: &Environment,
+    http: reqwest::Client,
+) -> Result<bool, Error> {
+    let archive = open_archive(options).await?;
+    if options.ssm {
+        let mut job = crate::wiring::ssm_job(env, http.clone()).await?;
+        if let Some(archive) = archive {
+            job = job.with_archive(archive);
+        }
+        return history_with(&job, options).await;
+    }
+    let mut flags = options.clone();
+    if options.command == Command::ExportIndex {
+        // --index is the pattern to read, not the prefix to write.
+        flags.index = None;
+    }
+    let settings = settings_from_options(&flags, |name| std::env::var(name).ok())?;
+    let hub = crate::wiring::hub_client(env, &http)?;
+    let mut job = signing(Job::new(settings, hub, http), options).await?;
+    if let Some(archive) = archive {
+        job = job.with_archive(archive);
+    }
+    history_with(&job, options).await
+}
+
+/// With `--aws-auth`, signs with the AWS CLI's credentials and region
+/// (environment, profile, SSO).
+async fn signing<S: crate::config::SettingsSource>(
+    job: Job<S>,
+    options: &Options,
+) -> Result<Job<S>, Error> {
+    if options.aws_auth.is_none() {
+        return Ok(job);
+    }
+    let aws = crate::tls::aws_sdk_config()
+        .await
+        .map_err(|error| Error::InvalidEnvironment {
+            name: "SSL_CERT_FILE",
+            reason: error.to_string(),
+        })?;
+    Ok(job.with_aws(&aws))
+}
+
+async fn history_with<S: crate::config::SettingsSource>(
+    job: &Job<S>,
+    options: &Options,
+) -> Result<bool, Error> {
+    // Not bounded by a Lambda timeout: a month of history takes minutes.
+    let deadline = Deadline::after(Duration::from_secs(30 * 86_400));
+    let progress = crate::progress::Stderr::default();
+    if options.command == Command::Replay {
+        let (from, to) = (options.from.as_deref(), options.to.as_deref());
+        let request = ReplayRequest::new(
+            from.unwrap_or_default(),
+            to.unwrap_or_default(),
+            options.cursor.as_deref(),
+        )
+        .map_err(Error::InvalidEvent)?;
+        let summary = job.replay(&request, deadline, &progress).await?;
+        print_json(&summary);
+        return Ok(summary.all_indexed());
+    }
+    let mut request = ExportRequest::new(options.index.clone().unwrap_or_default());
+    for (flag, value, bound) in [
+        ("from", &options.from, &mut request.from),
+        ("to", &options.to, &mut request.to),
+    ] {
+        if let Some(text) = value {
+            *bound = Some(parse_bound(flag, text).map_err(Error::InvalidEvent)?);
+        }
+    }
+    let (archive, es) = job.history().await?;
+    let client = job.es_client(es)?;
+    let summary = crate::export::export_index(&client, &*archive, &request, deadline, &progress)
+        .await
+        .map_err(|e| Error::Archive(e.to_string()))?;
+    print_json(&summary);
+    Ok(summary.refused == 0)
+}
+
+fn print_json(summary: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(summary).unwrap_or_default()
+    );
 }
 
 async fn finish<S: crate::config::SettingsSource>(
@@ -341,6 +520,96 @@ mod tests {
         assert!(parse_args(args(&["--bogus"])).is_err());
         assert!(parse_args(args(&["--es-url"])).is_err());
         assert!(parse_args(args(&["-h"])).expect("valid").help);
+    }
+
+    #[test]
+    fn replay_and_export_index_flags_parse_and_say_what_is_missing() {
+        let options = parse_args(args(&[
+            "replay",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01T00:00:00Z",
+            "--archive",
+            "s3://pulls",
+            "--es-url",
+            "http://es:9200",
+            "--cursor",
+            "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz",
+        ]))
+        .expect("valid");
+        assert_eq!(options.command, Command::Replay);
+        assert_eq!(options.archive.as_deref(), Some("s3://pulls"));
+        assert_eq!(options.from.as_deref(), Some("2026-01-01"));
+        let options = parse_args(args(&[
+            "export-index",
+            "--index",
+            "docker-pulls-*",
+            "--archive",
+            "/tmp/history",
+            "--ssm",
+        ]))
+        .expect("valid");
+        assert_eq!(options.command, Command::ExportIndex);
+        assert_eq!(options.index.as_deref(), Some("docker-pulls-*"));
+        let run = parse_args(args(&["--archive", "/tmp/a", "--es-url", "http://es:9200"]))
+            .expect("valid");
+        assert_eq!(
+            (run.command, run.archive.as_deref()),
+            (Command::Run, Some("/tmp/a"))
+        );
+        for (bad, why) in [
+            (
+                &["replay", "--to", "2026-02-01", "--archive", "d"][..],
+                "--from and --to",
+            ),
+            (
+                &[
+                    "replay",
+                    "--from",
+                    "2026-02-01",
+                    "--to",
+                    "2026-01-01",
+                    "--archive",
+                    "d",
+                ],
+                "must be before",
+            ),
+            (
+                &["replay", "--from", "2026-01-01", "--to", "2026-02-01"],
+                "--archive",
+            ),
+            (
+                &[
+                    "replay",
+                    "--from",
+                    "2026-01-01",
+                    "--to",
+                    "2026-02-01",
+                    "--archive",
+                    "d",
+                    "--cursor",
+                    "x",
+                ],
+                "not an archive key",
+            ),
+            (&["export-index", "--archive", "d"], "--index PATTERN"),
+            (
+                &[
+                    "export-index",
+                    "--index",
+                    "i",
+                    "--archive",
+                    "d",
+                    "--from",
+                    "soon",
+                ],
+                "`from` must be a date",
+            ),
+        ] {
+            let error = parse_args(args(bad)).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! It is the same code in Lambda and in local mode; only the settings source
 //! and what is done with the summary differ.
 
+use crate::archive::ArchiveStore;
 use crate::config::{DEFAULT_INDEX_PREFIX, DEFAULT_MAX_EVENT_AGE, Needs, Settings, SettingsSource};
 use crate::counts::RunCounts;
 use crate::delivery::Deliverer;
@@ -90,6 +91,8 @@ pub struct Job<S> {
     http: reqwest::Client,
     bulk_options: BulkOptions,
     spool: Option<Arc<dyn SpoolStore>>,
+    /// Where every run's documents are archived (see [`crate::archive`]).
+    archive: Option<Arc<dyn ArchiveStore>>,
     max_event_age: Duration,
     /// What indexing cost in earlier runs of this container.
     timing: IndexTiming,
@@ -114,6 +117,7 @@ impl<S: SettingsSource> Job<S> {
             http,
             bulk_options: BulkOptions::default(),
             spool: None,
+            archive: None,
             max_event_age: DEFAULT_MAX_EVENT_AGE,
             timing: IndexTiming::default(),
             metrics_for: None,
@@ -174,6 +178,12 @@ impl<S: SettingsSource> Job<S> {
         self
     }
 
+    /// Archives every run's documents in `archive` (S3 or a directory).
+    pub fn with_archive(mut self, archive: Arc<dyn ArchiveStore>) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
     /// `MAX_EVENT_AGE`.
     pub fn with_max_event_age(mut self, max_event_age: Duration) -> Self {
         self.max_event_age = max_event_age;
@@ -195,6 +205,13 @@ impl<S: SettingsSource> Job<S> {
         let request = Request::from_event(event)?;
         match request.action {
             Action::Setup => self.setup(deadline).await,
+            Action::Replay(replay) => {
+                let summary = self
+                    .replay(&replay, deadline, &crate::progress::Silent)
+                    .await?;
+                serde_json::to_value(summary)
+                    .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))
+            }
             Action::Run => {
                 let mut summary = self.run(&request, deadline).await?;
                 if let Some(documents) = summary.documents.as_mut() {
@@ -230,6 +247,53 @@ impl<S: SettingsSource> Job<S> {
         // The pipeline may exist now: use it again from the next run.
         self.pipeline_memory.remember(false);
         Ok(installed)
+    }
+
+    /// The replay action: archived documents indexed again, within the
+    /// deadline (see [`crate::replay`]).
+    pub async fn replay(
+        &self,
+        request: &crate::replay::ReplayRequest,
+        deadline: Deadline,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<crate::replay::ReplaySummary, Error> {
+        let (archive, es) = self.history().await?;
+        let client = self.es_client(es)?;
+        crate::replay::replay(
+            &*archive,
+            &client,
+            &self.bulk_options,
+            request,
+            deadline,
+            progress,
+        )
+        .await
+    }
+
+    /// The archive and the Elasticsearch settings, for replay and
+    /// export-index: both must be configured.
+    pub async fn history(
+        &self,
+    ) -> Result<(Arc<dyn ArchiveStore>, crate::config::EsSettings), Error> {
+        let archive = self.archive.clone().ok_or_else(|| {
+            Error::Archive(
+                "no archive configured: set ARCHIVE_BUCKET (locally: --archive DIR or s3://BUCKET)"
+                    .into(),
+            )
+        })?;
+        let needs = Needs {
+            images: false,
+            elasticsearch: true,
+        };
+        let es = self
+            .settings
+            .load(needs)
+            .await?
+            .elasticsearch
+            .ok_or_else(|| {
+                Error::Archive("no Elasticsearch configured to replay into or export from".into())
+            })?;
+        Ok((archive, es))
     }
 
     /// One run; the summary on success, an error when the contract says the
@@ -397,16 +461,28 @@ impl<S: SettingsSource> Job<S> {
             .iter()
             .map(|document| BulkEntry::new(&summary.index, document))
             .collect();
-        drop(documents);
         let deliverer = Deliverer {
             sink: &sink,
             spool: self.spool.as_deref(),
             timing: &self.timing,
             slice_bytes: self.drain_slice_bytes,
         };
-        let delivery = deliverer
-            .deliver(entries, &timestamp, deadline, counts)
-            .await?;
+        // The archive records measurements, whatever Elasticsearch does with
+        // them: written beside the delivery, and accounted for before a
+        // failed delivery fails the run.
+        let archiving = async {
+            match self.archive.as_deref() {
+                Some(store) if !documents.is_empty() => {
+                    Some(crate::archive::write(store, &documents, &timestamp, deadline).await)
+                }
+                _ => None,
+            }
+        };
+        let delivering = deliverer.deliver(entries, &timestamp, deadline, counts);
+        let (archived, delivery) = tokio::join!(archiving, delivering);
+        crate::archive::account(archived, documents.len(), counts);
+        drop(documents);
+        let delivery = delivery?;
         summary.counts = counts.clone();
         if !skipping_pipeline {
             if delivery.pipeline_missing {

@@ -1,9 +1,10 @@
 //! The long-lived parts of the function, built once from its environment:
-//! the Docker Hub client, settings from SSM, the S3 spool, the AWS
-//! credentials that sign Elasticsearch requests (`elasticsearch/aws_auth`).
-//! The Lambda entry point and local mode's `--ssm` build them the same way,
-//! here.
+//! the Docker Hub client, settings from SSM, the S3 spool and archive, the
+//! AWS credentials that sign Elasticsearch requests
+//! (`elasticsearch/aws_auth`). The Lambda entry point and local mode's
+//! `--ssm` build them the same way, here.
 
+use crate::archive::S3Archive;
 use crate::config::{Environment, SsmParameterStore, SsmSettings};
 use crate::error::Error;
 use crate::hub::{HubClient, HubOptions};
@@ -28,7 +29,7 @@ pub fn hub_client(env: &Environment, http: &reqwest::Client) -> Result<HubClient
 }
 
 /// A job that reads its settings from SSM under `SSM_PREFIX`, spools to
-/// `SPOOL_BUCKET` when it is set, and honours `MAX_EVENT_AGE`. The AWS SDK
+/// `SPOOL_BUCKET` and archives to `ARCHIVE_BUCKET` when they are set, and honours `MAX_EVENT_AGE`. The AWS SDK
 /// trusts the same root certificates as `http` (see [`crate::tls`]).
 pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob, Error> {
     let hub = hub_client(env, &http)?;
@@ -48,6 +49,9 @@ pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob,
     .with_aws(&aws);
     if let Some(bucket) = &env.spool_bucket {
         job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
+    }
+    if let Some(bucket) = &env.archive_bucket {
+        job = job.with_archive(Arc::new(S3Archive::new(spool::s3_client(&aws), bucket)));
     }
     Ok(job)
 }

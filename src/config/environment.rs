@@ -13,6 +13,9 @@ pub struct Environment {
     pub hub_concurrency: usize,
     /// `SPOOL_BUCKET`: where undelivered documents wait; `None`: no spool.
     pub spool_bucket: Option<String>,
+    /// `ARCHIVE_BUCKET`: where every run's documents are archived; `None`:
+    /// no archive.
+    pub archive_bucket: Option<String>,
     /// `MAX_EVENT_AGE`: a scheduled event older than this is a late replay,
     /// and its counts get the fetch time instead of the event's.
     pub max_event_age: std::time::Duration,
@@ -20,7 +23,7 @@ pub struct Environment {
 
 impl Environment {
     /// Reads `SSM_PREFIX`, `DOCKER_HUB_URL`, `HUB_CONCURRENCY`,
-    /// `SPOOL_BUCKET` and `MAX_EVENT_AGE` through `var` (the process
+    /// `SPOOL_BUCKET`, `ARCHIVE_BUCKET` and `MAX_EVENT_AGE` through `var` (the process
     /// environment in production).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let non_empty = |name: &str| {
@@ -64,6 +67,7 @@ impl Environment {
             hub_url: non_empty("DOCKER_HUB_URL").unwrap_or_else(|| DEFAULT_HUB_URL.to_owned()),
             hub_concurrency,
             spool_bucket: non_empty("SPOOL_BUCKET"),
+            archive_bucket: non_empty("ARCHIVE_BUCKET"),
             max_event_age,
         })
     }
@@ -83,6 +87,7 @@ mod tests {
                 hub_url: "https://hub.docker.com".into(),
                 hub_concurrency: 16,
                 spool_bucket: None,
+                archive_bucket: None,
                 max_event_age: std::time::Duration::from_secs(900),
             }
         );
@@ -91,11 +96,13 @@ mod tests {
             "HUB_CONCURRENCY" => Some("32".into()),
             "DOCKER_HUB_URL" => Some("http://127.0.0.1:8080".into()),
             "SPOOL_BUCKET" => Some(" pulls-spool ".into()),
+            "ARCHIVE_BUCKET" => Some("pulls-archive".into()),
             "MAX_EVENT_AGE" => Some("600".into()),
             _ => None,
         })
         .expect("valid");
         assert_eq!(env.spool_bucket.as_deref(), Some("pulls-spool"));
+        assert_eq!(env.archive_bucket.as_deref(), Some("pulls-archive"));
         assert_eq!(env.max_event_age, std::time::Duration::from_secs(600));
         for bad in ["0", "-5", "15m"] {
             let err = Environment::from_vars(|n| (n == "MAX_EVENT_AGE").then(|| bad.to_owned()))

@@ -8,6 +8,7 @@
 
 pub mod bulk;
 pub mod response;
+pub mod search;
 pub mod serverless;
 pub mod setup;
 pub mod sigv4;
@@ -111,6 +112,14 @@ impl EsClient {
             })?;
         self.signer = Some(signer);
         Ok(self)
+    }
+
+    /// The same cluster and credentials, sending without the ingest
+    /// pipeline (documents arrive trimmed: it is only a fallback).
+    pub fn without_pipeline(&self) -> Self {
+        let mut client = self.clone();
+        client.settings.pipeline = None;
+        client
     }
 
     pub fn settings(&self) -> &EsSettings {

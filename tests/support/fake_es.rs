@@ -17,7 +17,12 @@
 //!   by [`super::ingest`] and validated when stored;
 //! - composable index templates (`PUT`/`GET`/`DELETE /_index_template/{name}`),
 //!   applied when an index is first written;
-//! - `GET /{index}/_search` (all documents, `size`/`from`), `_count`,
+//! - `GET|POST /{index}/_search`: `size`/`from` (query or body), a body's
+//!   `query` (`match_all`, `range`), `sort` on fields of `_source` (dates
+//!   as epoch millis, `.keyword` sub-fields, missing values last),
+//!   `search_after` and `track_total_hits`, with Elasticsearch's errors for
+//!   unknown keys, a `search_after` that does not fit the sort and a result
+//!   window over 10,000; `_count`, `GET /{index}/_mapping`,
 //!   `GET /{index}/_doc/{id}`, `HEAD|GET|PUT|DELETE /{index}`, `_refresh`;
 //! - API key and Basic authentication (401 with `WWW-Authenticate`), a
 //!   forbidden mode (403 on every route), and index-level privileges: writes
@@ -842,6 +847,7 @@ enum Route {
     Template(String),
     Search(String),
     Count(String),
+    Mapping(String),
     Refresh(String),
     Doc(String, String),
     Index(String),
@@ -865,6 +871,7 @@ impl Route {
             [index, "_bulk"] => Route::Bulk(Some((*index).to_owned())),
             [index, "_search"] => Route::Search((*index).to_owned()),
             [index, "_count"] => Route::Count((*index).to_owned()),
+            [index, "_mapping"] => Route::Mapping((*index).to_owned()),
             [index, "_refresh"] => Route::Refresh((*index).to_owned()),
             [index, "_doc", id] => Route::Doc((*index).to_owned(), (*id).to_owned()),
             [index] if !index.starts_with('_') => Route::Index((*index).to_owned()),
@@ -874,7 +881,7 @@ impl Route {
 
     fn methods(&self) -> &'static [&'static str] {
         match self {
-            Route::Root | Route::Doc(..) => &["GET", "HEAD"],
+            Route::Root | Route::Doc(..) | Route::Mapping(_) => &["GET", "HEAD"],
             Route::Bulk(_) => &["POST", "PUT"],
             Route::Pipelines => &["GET"],
             Route::Pipeline(_) => &["GET", "HEAD", "PUT", "DELETE"],
@@ -898,6 +905,7 @@ impl Route {
             (Route::Templates | Route::Template(_), _) => "indices:admin/index_template/get",
             (Route::Search(_), _) => "indices:data/read/search",
             (Route::Count(_), _) => "indices:data/read/search",
+            (Route::Mapping(_), _) => "indices:admin/mappings/get",
             (Route::Refresh(_), _) => "indices:admin/refresh",
             (Route::Doc(..), _) => "indices:data/read/get",
             (Route::Index(_), "PUT") => "indices:admin/create",
@@ -972,6 +980,18 @@ impl EsState {
             },
             Route::Search(target) => self.search(request, &target, false),
             Route::Count(target) => self.search(request, &target, true),
+            Route::Mapping(target) => match self.resolve_indices(&target) {
+                Ok(names) => Reply::ok(&Value::Object(
+                    names
+                        .into_iter()
+                        .map(|name| {
+                            let mappings = self.indices[&name].mappings.clone();
+                            (name, json!({ "mappings": mappings }))
+                        })
+                        .collect(),
+                )),
+                Err(reply) => reply,
+            },
             Route::Refresh(target) => match self.resolve_indices(&target) {
                 Ok(_) => Reply::ok(&json!({"_shards": {"total": 2, "successful": 1, "failed": 0}})),
                 Err(reply) => reply,
@@ -1582,41 +1602,67 @@ impl EsState {
             Ok(names) => names,
             Err(reply) => return reply,
         };
-        let hits: Vec<Value> = names
-            .iter()
-            .flat_map(|name| {
-                let index = &self.indices[name];
-                index.order.iter().map(move |id| {
-                    json!({
-                        "_index": name,
-                        "_id": id,
-                        "_score": 1.0,
-                        "_source": index.docs[id].source,
-                    })
-                })
-            })
-            .collect();
+        let body = match SearchBody::parse(request, count_only) {
+            Ok(body) => body,
+            Err(reply) => return reply,
+        };
+        let mut hits: Vec<(Vec<Value>, Value)> = Vec::new();
+        for name in &names {
+            let index = &self.indices[name];
+            for id in &index.order {
+                let source = &index.docs[id].source;
+                if !body.matches(source) {
+                    continue;
+                }
+                let sort: Vec<Value> = body
+                    .sort
+                    .iter()
+                    .map(|key| sort_value(&index.mappings, source, &key.field))
+                    .collect();
+                let mut hit = json!({"_index": name, "_id": id, "_score": null});
+                if body.source {
+                    hit["_source"] = source.clone();
+                }
+                if !body.sort.is_empty() {
+                    hit["sort"] = json!(sort);
+                } else {
+                    hit["_score"] = json!(1.0);
+                }
+                hits.push((sort, hit));
+            }
+        }
         let shards =
             json!({"total": names.len(), "successful": names.len(), "skipped": 0, "failed": 0});
         if count_only {
             return Reply::ok(&json!({"count": hits.len(), "_shards": shards}));
         }
-        let number = |name: &str, default: usize| {
-            request
-                .query_param(name)
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(default)
-        };
-        let (from, size) = (number("from", 0), number("size", 10));
         let total = hits.len();
-        let page: Vec<Value> = hits.into_iter().skip(from).take(size).collect();
+        if !body.sort.is_empty() {
+            hits.sort_by(|(a, _), (b, _)| compare_sort(&body.sort, a, b));
+        }
+        if let Some(after) = &body.search_after {
+            hits.retain(|(values, _)| {
+                compare_sort(&body.sort, values, after) == std::cmp::Ordering::Greater
+            });
+        }
+        let page: Vec<Value> = hits
+            .into_iter()
+            .skip(body.from)
+            .take(body.size)
+            .map(|(_, hit)| hit)
+            .collect();
+        let max_score = if page.is_empty() || !body.sort.is_empty() {
+            Value::Null
+        } else {
+            json!(1.0)
+        };
         Reply::ok(&json!({
             "took": 1,
             "timed_out": false,
             "_shards": shards,
             "hits": {
                 "total": {"value": total, "relation": "eq"},
-                "max_score": if page.is_empty() { Value::Null } else { json!(1.0) },
+                "max_score": max_score,
                 "hits": page,
             },
         }))
@@ -1639,6 +1685,282 @@ impl EsState {
             None => Reply::json(404, &json!({"_index": index, "_id": id, "found": false})),
         }
     }
+}
+
+/// One `sort` key of a search body.
+struct SortKey {
+    field: String,
+    descending: bool,
+}
+
+/// What a `_search` body (or the query string) asks for.
+struct SearchBody {
+    size: usize,
+    from: usize,
+    sort: Vec<SortKey>,
+    search_after: Option<Vec<Value>>,
+    /// `range` on one field; `None`: match all.
+    range: Option<Range>,
+    source: bool,
+}
+
+impl SearchBody {
+    fn parse(request: &RecordedRequest, count_only: bool) -> Result<Self, Reply> {
+        let number = |name: &str, default: usize| {
+            request
+                .query_param(name)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(default)
+        };
+        let mut body = SearchBody {
+            size: number("size", 10),
+            from: number("from", 0),
+            sort: Vec::new(),
+            search_after: None,
+            range: None,
+            source: true,
+        };
+        if request.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(body);
+        }
+        let parsing = |reason: String| Reply::bad_request("parsing_exception", &reason);
+        let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&request.body) else {
+            return Err(parsing(
+                "request body is required to be a JSON object".into(),
+            ));
+        };
+        for (key, value) in &object {
+            match (key.as_str(), count_only) {
+                ("query", _) => body.range = parse_range(value).map_err(parsing)?,
+                ("size", false) => body.size = as_count(value, "size").map_err(parsing)?,
+                ("from", false) => body.from = as_count(value, "from").map_err(parsing)?,
+                ("track_total_hits", false) => {}
+                ("_source", false) => body.source = value.as_bool().unwrap_or(true),
+                ("sort", false) => body.sort = parse_sort(value).map_err(parsing)?,
+                ("search_after", false) => match value {
+                    Value::Array(values) => body.search_after = Some(values.clone()),
+                    _ => return Err(parsing("[search_after] must be an array".into())),
+                },
+                _ => {
+                    return Err(parsing(format!(
+                        "Unknown key for a {} in [{key}].",
+                        if value.is_object() {
+                            "START_OBJECT"
+                        } else {
+                            "VALUE"
+                        }
+                    )));
+                }
+            }
+        }
+        if let Some(after) = &body.search_after {
+            let illegal =
+                |reason: String| Reply::bad_request("illegal_argument_exception", &reason);
+            if after.len() != body.sort.len() {
+                return Err(illegal(format!(
+                    "search_after has {} value(s) but sort has {}.",
+                    after.len(),
+                    body.sort.len()
+                )));
+            }
+            if body.from > 0 {
+                return Err(illegal(
+                    "`from` parameter must be set to 0 when `search_after` is used.".into(),
+                ));
+            }
+        }
+        if body.from + body.size > 10_000 {
+            return Err(Reply::bad_request(
+                "illegal_argument_exception",
+                &format!(
+                    "Result window is too large, from + size must be less than or equal to: [10000] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.",
+                    body.from + body.size
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
+    fn matches(&self, source: &Value) -> bool {
+        let Some((field, bounds)) = &self.range else {
+            return true;
+        };
+        let Some(value) = field_value(source, field).and_then(date_or_number) else {
+            return false;
+        };
+        bounds.iter().all(|(op, bound)| {
+            let Some(bound) = date_or_number(bound) else {
+                return false;
+            };
+            match op.as_str() {
+                "gte" => value >= bound,
+                "gt" => value > bound,
+                "lte" => value <= bound,
+                _ => value < bound,
+            }
+        })
+    }
+}
+
+fn as_count(value: &Value, key: &str) -> Result<usize, String> {
+    value
+        .as_u64()
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("[{key}] must be a non-negative number"))
+}
+
+/// `{"match_all":{}}` or `{"range":{"field":{"gte":…,"lt":…}}}`.
+/// A `range` query: the field, and `(gte|gt|lte|lt, bound)` pairs.
+type Range = (String, Vec<(String, Value)>);
+
+fn parse_range(query: &Value) -> Result<Option<Range>, String> {
+    let Some(object) = query.as_object().filter(|o| o.len() == 1) else {
+        return Err("query malformed, must be an object with one query".into());
+    };
+    let (kind, inner) = object.iter().next().expect("one entry");
+    match kind.as_str() {
+        "match_all" => Ok(None),
+        "range" => {
+            let Some((field, bounds)) = inner
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.iter().next())
+            else {
+                return Err("[range] query malformed".into());
+            };
+            let mut parsed = Vec::new();
+            for (op, bound) in bounds.as_object().into_iter().flatten() {
+                if !["gte", "gt", "lte", "lt"].contains(&op.as_str()) {
+                    return Err(format!("[range] query does not support [{op}]"));
+                }
+                parsed.push((op.clone(), bound.clone()));
+            }
+            Ok(Some((field.clone(), parsed)))
+        }
+        other => Err(format!("unknown query [{other}]")),
+    }
+}
+
+/// `["f", {"f": "asc"}, {"f": {"order": "desc", "unmapped_type": "keyword"}}]`.
+fn parse_sort(sort: &Value) -> Result<Vec<SortKey>, String> {
+    let entries = match sort {
+        Value::Array(entries) => entries.clone(),
+        other => vec![other.clone()],
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let (field, order) = match &entry {
+            Value::String(field) => (field.clone(), "asc".to_owned()),
+            Value::Object(object) if object.len() == 1 => {
+                let (field, spec) = object.iter().next().expect("one entry");
+                let order = match spec {
+                    Value::String(order) => order.clone(),
+                    Value::Object(options) => {
+                        for option in options.keys() {
+                            if !["order", "unmapped_type", "missing", "format"]
+                                .contains(&option.as_str())
+                            {
+                                return Err(format!("[field_sort] unknown field [{option}]"));
+                            }
+                        }
+                        options
+                            .get("order")
+                            .and_then(Value::as_str)
+                            .unwrap_or("asc")
+                            .to_owned()
+                    }
+                    _ => return Err(format!("malformed sort for [{field}]")),
+                };
+                (field.clone(), order)
+            }
+            _ => return Err("malformed sort format".into()),
+        };
+        if field == "_id" {
+            return Err("Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled".into());
+        }
+        if order != "asc" && order != "desc" {
+            return Err(format!("Unknown SortOrder [{order}]"));
+        }
+        keys.push(SortKey {
+            field,
+            descending: order == "desc",
+        });
+    }
+    Ok(keys)
+}
+
+/// A dotted field of a source (`http.docker_hub.name`); `x.keyword` reads
+/// `x`, as dynamic mapping's keyword sub-field holds the same value.
+fn field_value<'a>(source: &'a Value, field: &str) -> Option<&'a Value> {
+    let lookup = |path: &str| {
+        let mut at = source;
+        for part in path.split('.') {
+            at = at.get(part)?;
+        }
+        Some(at)
+    };
+    lookup(field).or_else(|| field.strip_suffix(".keyword").and_then(lookup))
+}
+
+/// A range bound or field as a comparable number: epoch millis for a date.
+fn date_or_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as f64)
+        }
+        _ => None,
+    }
+}
+
+/// The sort value Elasticsearch returns: epoch millis for a date field
+/// (`@timestamp`, or mapped `date`), the value itself otherwise, `null`
+/// when missing.
+fn sort_value(mappings: &Value, source: &Value, field: &str) -> Value {
+    let Some(value) = field_value(source, field) else {
+        return Value::Null;
+    };
+    let mut mapping = mappings;
+    for part in field.split('.') {
+        mapping = &mapping["properties"][part];
+    }
+    let is_date = field == "@timestamp" || mapping["type"] == "date";
+    match (is_date, value) {
+        (true, Value::String(_)) => date_or_number(value)
+            .map(|millis| json!(millis as i64))
+            .unwrap_or(Value::Null),
+        _ => value.clone(),
+    }
+}
+
+/// Compares two hits' sort values; missing (`null`) values last.
+fn compare_sort(keys: &[SortKey], a: &[Value], b: &[Value]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (i, key) in keys.iter().enumerate() {
+        let (x, y) = (&a[i], &b[i]);
+        let ordering = match (x, y) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => return Ordering::Greater,
+            (_, Value::Null) => return Ordering::Less,
+            (Value::Number(x), Value::Number(y)) => x
+                .as_f64()
+                .partial_cmp(&y.as_f64())
+                .unwrap_or(Ordering::Equal),
+            (Value::String(x), Value::String(y)) => x.cmp(y),
+            (x, y) => x.to_string().cmp(&y.to_string()),
+        };
+        let ordering = if key.descending {
+            ordering.reverse()
+        } else {
+            ordering
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
 }
 
 // ---------------------------------------------------------------------------

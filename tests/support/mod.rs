@@ -7,3 +7,4 @@ pub mod fake_hub;
 pub mod harness;
 pub mod ingest;
 pub mod moto;
+pub mod osmem;
