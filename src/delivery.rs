@@ -28,8 +28,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// A spooled object is read and indexed this many bytes at a time (about
-/// 16,000 documents): memory stays small whatever the object's size.
-pub const SLICE_BYTES: u64 = 4 * 1024 * 1024;
+/// 8,000 documents): memory stays small whatever the object's size.
+pub const SLICE_BYTES: u64 = 2 * 1024 * 1024;
 /// Copying the unread rest of an object into a remainder, at a pessimistic
 /// rate (bytes a second).
 const COPY_RATE: f64 = 5_000_000.0;
