@@ -670,6 +670,19 @@ fn no_log_level_drops_the_metric_record() {
     }
     // Whatever the parameter: wide open, so the function alone decides.
     assert_eq!(logging["ApplicationLogLevel"], "TRACE");
+
+    // The record the alarms read carries no `level`, which Lambda counts as
+    // INFO: what the check above lets through.
+    let record: Value = serde_json::from_str(&docker_pulls::metrics::emf_line(
+        "docker-pulls",
+        1_764_268_500_000,
+        &docker_pulls::metrics::RunMetrics::default(),
+    ))
+    .expect("the EMF record is one JSON object");
+    assert!(record["_aws"].is_object(), "an EMF record: {record}");
+    for key in ["level", "Level", "LEVEL"] {
+        assert!(record.get(key).is_none(), "the EMF record has a {key}");
+    }
 }
 
 #[test]
