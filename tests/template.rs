@@ -1,9 +1,13 @@
 //! Guards the SAM template (template.yaml) and samconfig.toml against careless
-//! edits: the schedule, the runtime and build method, least-privilege IAM,
-//! failure handling (retries, dead-letter queue, alarms), the spool bucket,
-//! optional reserved concurrency, the metrics' alarms and dashboard, log
-//! retention, the stack outputs that docs/deploy.md relies on, and that
-//! `sam build` and `sam deploy` read the same Architecture.
+//! edits: the schedule, the runtime, architecture and build method,
+//! least-privilege IAM (OpenSearch only when asked for), failure handling
+//! (retries, dead-letter queue, alarms), the spool and archive bucket,
+//! optional reserved concurrency, logging that never drops the metric record,
+//! the metrics' alarms and dashboard, log retention, the stack outputs that
+//! docs/deploy.md relies on, and that no samconfig.toml setting can make
+//! `sam build` build something other than what `sam deploy` deploys.
+//! scripts/check-sam checks the same with SAM CLI's own code, including after
+//! `sam deploy --guided` has rewritten samconfig.toml.
 //!
 //! The YAML is parsed with `serde_norway` (CloudFormation short-form tags such
 //! as `!Sub` come back as `Value::Tagged`) and normalised to the long form
@@ -214,9 +218,71 @@ impl Template {
         }
     }
 
+    /// `value` as CloudFormation sees it with these parameter values: every
+    /// `Fn::If` replaced by its branch, `AWS::NoValue` dropped from lists and
+    /// objects (None at the top). Other intrinsics are kept as they are.
+    fn resolve_tree(&self, value: &Value, overrides: &[(&str, &str)]) -> Option<Value> {
+        match value {
+            Value::Object(o) if o.len() == 1 && o.get("Ref") == Some(&json!("AWS::NoValue")) => {
+                None
+            }
+            Value::Object(o) if o.contains_key("Fn::If") => {
+                let branches = o["Fn::If"].as_array().expect("Fn::If takes a list");
+                let condition = branches[0].as_str().expect("Fn::If names a condition");
+                let branch = if self.condition(condition, overrides) {
+                    &branches[1]
+                } else {
+                    &branches[2]
+                };
+                self.resolve_tree(branch, overrides)
+            }
+            Value::Object(o) => Some(Value::Object(
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), self.resolve_tree(v, overrides)?)))
+                    .collect(),
+            )),
+            Value::Array(items) => Some(Value::Array(
+                items
+                    .iter()
+                    .filter_map(|v| self.resolve_tree(v, overrides))
+                    .collect(),
+            )),
+            other => Some(other.clone()),
+        }
+    }
+
+    /// The identity-policy statements with these parameter values (see
+    /// [`Template::identity_statements`]), conditional ones resolved.
+    fn identity_statements_with(&self, overrides: &[(&str, &str)]) -> Vec<(String, Value)> {
+        self.identity_statements()
+            .into_iter()
+            .filter(|(_, s)| s.get("Fn::If").is_none())
+            .chain(self.conditional_statements(overrides))
+            .collect()
+    }
+
+    /// The statements given as `Fn::If` in a role's inline policy, resolved.
+    fn conditional_statements(&self, overrides: &[(&str, &str)]) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (id, role) in self.of_type("AWS::IAM::Role") {
+            for policy in as_list(&role["Properties"]["Policies"]) {
+                for statement in as_list(&policy["PolicyDocument"]["Statement"]) {
+                    if statement.get("Fn::If").is_none() {
+                        continue;
+                    }
+                    if let Some(resolved) = self.resolve_tree(statement, overrides) {
+                        out.push((id.clone(), resolved));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Every IAM policy statement of an identity-based policy: role inline
     /// policies, AWS::IAM::Policy / ManagedPolicy, and SAM function
-    /// `Policies` given as statements.
+    /// `Policies` given as statements. A statement given as `Fn::If` comes as
+    /// is; [`Template::all_statements`] lists its branches instead.
     fn identity_statements(&self) -> Vec<(String, Value)> {
         let mut out = Vec::new();
         for (id, resource) in self.resources() {
@@ -239,6 +305,25 @@ impl Template {
             for document in documents {
                 for statement in as_list(&document["Statement"]) {
                     out.push((id.clone(), statement.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every statement any parameter values can produce: both branches of a
+    /// conditional statement (for checks that must hold whatever is chosen).
+    fn all_statements(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (id, statement) in self.identity_statements() {
+            match statement.get("Fn::If") {
+                None => out.push((id, statement)),
+                Some(branches) => {
+                    for branch in &branches.as_array().expect("Fn::If takes a list")[1..] {
+                        if branch != &json!({ "Ref": "AWS::NoValue" }) {
+                            out.push((id.clone(), branch.clone()));
+                        }
+                    }
                 }
             }
         }
@@ -328,16 +413,18 @@ fn function_runtime_handler_architecture_and_build() {
     assert_eq!(t.function_prop("Runtime"), "provided.al2023");
     assert_eq!(t.function_prop("Handler"), "bootstrap");
 
+    // One architecture, written in the template: `sam build` and `sam deploy`
+    // both read this line (issue 15: a parameter let them disagree).
     let architectures = as_list(t.function_prop("Architectures"));
     assert_eq!(architectures.len(), 1, "one architecture");
-    assert_eq!(t.ref_default(architectures[0], "Architecture"), "arm64");
-    let allowed: BTreeSet<_> = as_list(&t.parameter("Architecture")["AllowedValues"])
-        .into_iter()
-        .map(|v| v.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        allowed,
-        BTreeSet::from(["arm64".to_string(), "x86_64".to_string()])
+    assert!(
+        ["arm64", "x86_64"].contains(&architectures[0].as_str().unwrap_or_default()),
+        "Architectures is arm64 or x86_64 written out, not {}",
+        architectures[0]
+    );
+    assert!(
+        t.doc["Parameters"]["Architecture"].is_null(),
+        "the architecture is no deploy-time parameter"
     );
 
     let metadata = &function["Metadata"];
@@ -375,6 +462,111 @@ fn function_runtime_handler_architecture_and_build() {
     );
 }
 
+/// The function properties `sam build` reads: where the code is, how it is
+/// built and for which architecture. None may depend on a parameter, or
+/// build and deploy (which may read different parameters) could disagree.
+const BUILD_PROPERTIES: [&str; 5] = ["CodeUri", "Runtime", "Handler", "Architectures", "Metadata"];
+
+/// The intrinsic functions (`Ref`, `Fn::…`) anywhere inside `value`.
+fn intrinsics(value: &Value) -> Vec<String> {
+    match value {
+        Value::Object(o) => o
+            .iter()
+            .flat_map(|(k, v)| {
+                let own = (k == "Ref" || k.starts_with("Fn::")).then(|| format!("{k}: {v}"));
+                own.into_iter().chain(intrinsics(v))
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(intrinsics).collect(),
+        _ => vec![],
+    }
+}
+
+/// The build properties of a template's function that use a parameter.
+fn parameterised_build(t: &Template) -> Vec<String> {
+    let (_, function) = t.function();
+    let mut found = Vec::new();
+    for name in BUILD_PROPERTIES {
+        let value = if name == "Metadata" {
+            &function["Metadata"]
+        } else {
+            &function["Properties"][name]
+        };
+        found.extend(
+            intrinsics(value)
+                .into_iter()
+                .map(|i| format!("{name}: {i}")),
+        );
+        assert!(
+            t.doc["Globals"]["Function"][name].is_null(),
+            "{name} in Globals"
+        );
+    }
+    found
+}
+
+#[test]
+fn no_parameter_changes_what_sam_build_builds() {
+    let t = Template::load();
+    assert_eq!(parameterised_build(&t), Vec::<String>::new());
+
+    // The check itself catches the old template's `Architectures: [!Ref
+    // Architecture]`.
+    let mut old = Template::load();
+    let (id, _) = old.function();
+    let id = id.clone();
+    old.doc["Resources"][&id]["Properties"]["Architectures"] = json!([{ "Ref": "Architecture" }]);
+    assert_eq!(
+        parameterised_build(&old),
+        [r#"Architectures: Ref: "Architecture""#]
+    );
+}
+
+/// CargoLambda.toml as section → key → raw value.
+fn cargo_lambda_config() -> BTreeMap<String, BTreeMap<String, String>> {
+    let path = root().join("CargoLambda.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut current = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            current = header.trim_end_matches(']').trim().to_string();
+            continue;
+        }
+        let (key, value) = line.split_once('=').expect("key = value");
+        sections
+            .entry(current.clone())
+            .or_default()
+            .insert(key.trim().to_string(), value.trim().to_string());
+    }
+    sections
+}
+
+#[test]
+fn an_x86_64_template_builds_x86_64_on_any_host() {
+    // SAM CLI runs `cargo lambda build --release --bin docker-pulls`, plus
+    // `--arm64` for arm64 and nothing for x86_64 (aws-lambda-builders'
+    // rust_cargo actions.py). With neither flag cargo-lambda builds for the
+    // build machine, so CargoLambda.toml sets x86_64: `--arm64` still wins
+    // (cargo-lambda-build lib.rs: arm64, then x86_64, then --target, then the
+    // host), and a `target` there would make `--arm64` an error.
+    // scripts/check-sam shows cargo-lambda reading it and checks the built
+    // binary's ELF machine.
+    let config = cargo_lambda_config();
+    let build = config.get("build").expect("CargoLambda.toml has [build]");
+    assert_eq!(build.get("x86_64").map(String::as_str), Some("true"));
+    for key in ["arm64", "target"] {
+        assert!(
+            !build.contains_key(key),
+            "CargoLambda.toml [build] must not set {key}"
+        );
+    }
+}
+
 #[test]
 fn function_environment_and_json_logging() {
     let t = Template::load();
@@ -397,6 +589,17 @@ fn function_environment_and_json_logging() {
         "AWS::S3::Bucket",
         "SPOOL_BUCKET names the spool bucket"
     );
+    // The archive lives in the same bucket, under archive/ (issue 17).
+    assert_eq!(
+        variables["ARCHIVE_BUCKET"],
+        json!({ "Ref": bucket_id }),
+        "ARCHIVE_BUCKET is the spool's bucket"
+    );
+    assert_eq!(
+        t.of_type("AWS::S3::Bucket").count(),
+        1,
+        "one bucket for spool and archive"
+    );
 
     let logging = t.function_prop("LoggingConfig");
     assert_eq!(logging["LogFormat"], "JSON");
@@ -406,6 +609,80 @@ fn function_environment_and_json_logging() {
         system.is_null() || system == "INFO" || system == "DEBUG",
         "SystemLogLevel {system} drops the platform.report lines"
     );
+}
+
+/// Lambda's application log levels, least to most severe. With JSON logs
+/// Lambda drops a line below ApplicationLogLevel and counts a line without
+/// `level` (the EMF metric record) as INFO.
+const LAMBDA_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+fn lambda_level_rank(level: &str) -> usize {
+    LAMBDA_LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .unwrap_or_else(|| panic!("{level} is no Lambda log level"))
+}
+
+#[test]
+fn no_log_level_drops_the_metric_record() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::LevelFilter;
+
+    let t = Template::load();
+    let log_level = t.parameter("LogLevel");
+    assert_eq!(log_level["Default"], "INFO");
+    let allowed: Vec<_> = as_list(&log_level["AllowedValues"])
+        .into_iter()
+        .map(|v| v.as_str().expect("a level").to_string())
+        .collect();
+    assert_eq!(allowed, ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"]);
+
+    let logging = t.function_prop("LoggingConfig");
+    let variables = &t.function_prop("Environment")["Variables"];
+    assert!(
+        variables["AWS_LAMBDA_LOG_LEVEL"].is_null(),
+        "Lambda sets AWS_LAMBDA_LOG_LEVEL from ApplicationLogLevel"
+    );
+    for level in &allowed {
+        let overrides = [("LogLevel", level.as_str())];
+        // Lambda's filter lets the un-levelled EMF line (INFO) through...
+        let application = t
+            .resolve(&logging["ApplicationLogLevel"], &overrides)
+            .unwrap_or_else(|| "INFO".to_string());
+        assert!(
+            lambda_level_rank(&application) <= lambda_level_rank("INFO"),
+            "LogLevel={level}: ApplicationLogLevel {application} drops the metric record"
+        );
+        // ...and the function's own filter takes the parameter as RUST_LOG,
+        // in a form tracing's EnvFilter reads as that level.
+        let rust_log = t
+            .resolve(&variables["RUST_LOG"], &overrides)
+            .expect("RUST_LOG is set");
+        assert_eq!(&rust_log, level, "RUST_LOG carries LogLevel");
+        let filter = EnvFilter::try_new(&rust_log)
+            .unwrap_or_else(|e| panic!("RUST_LOG={rust_log} is no EnvFilter: {e}"));
+        let expected: LevelFilter = level.parse().expect("a tracing level");
+        assert_eq!(
+            filter.max_level_hint(),
+            Some(expected),
+            "RUST_LOG={rust_log}"
+        );
+    }
+    // Whatever the parameter: wide open, so the function alone decides.
+    assert_eq!(logging["ApplicationLogLevel"], "TRACE");
+
+    // The record the alarms read carries no `level`, which Lambda counts as
+    // INFO: what the check above lets through.
+    let record: Value = serde_json::from_str(&docker_pulls::metrics::emf_line(
+        "docker-pulls",
+        1_764_268_500_000,
+        &docker_pulls::metrics::RunMetrics::default(),
+    ))
+    .expect("the EMF record is one JSON object");
+    assert!(record["_aws"].is_object(), "an EMF record: {record}");
+    for key in ["level", "Level", "LEVEL"] {
+        assert!(record.get(key).is_none(), "the EMF record has a {key}");
+    }
 }
 
 #[test]
@@ -523,7 +800,7 @@ fn failed_invocations_are_retried_then_dead_lettered() {
     );
 
     // The execution role may send to it.
-    let send_allowed = t.identity_statements().iter().any(|(_, s)| {
+    let send_allowed = t.all_statements().iter().any(|(_, s)| {
         s["Effect"] == "Allow"
             && actions(s).iter().any(|a| a == "sqs:SendMessage")
             && as_list(&s["Resource"])
@@ -552,7 +829,7 @@ fn iam_is_least_privilege() {
         );
     }
 
-    let statements = t.identity_statements();
+    let statements = t.all_statements();
     assert!(!statements.is_empty());
     // Actions that accept no narrower resource.
     const UNSCOPED: &[&str] = &[
@@ -616,7 +893,7 @@ fn ssm_read_is_scoped_to_the_prefix() {
         "ssm:GetParameter",
     ];
     let mut saw_by_path = false;
-    for (owner, statement) in t.identity_statements() {
+    for (owner, statement) in t.all_statements() {
         let acts = actions(&statement);
         if !acts.iter().any(|a| a.starts_with("ssm:")) {
             continue;
@@ -641,7 +918,7 @@ fn ssm_read_is_scoped_to_the_prefix() {
 fn kms_decrypt_only_via_ssm() {
     let t = Template::load();
     let mut found = false;
-    for (owner, statement) in t.identity_statements() {
+    for (owner, statement) in t.all_statements() {
         let acts = actions(&statement);
         if !acts.iter().any(|a| a.starts_with("kms:")) {
             continue;
@@ -650,8 +927,8 @@ fn kms_decrypt_only_via_ssm() {
         assert_eq!(acts, ["kms:Decrypt"], "{owner}: only kms:Decrypt");
         assert_eq!(
             statement["Condition"]["StringEquals"]["kms:ViaService"],
-            json!({ "Fn::Sub": "ssm.${AWS::Region}.amazonaws.com" }),
-            "{owner}: kms:Decrypt must be limited to SSM"
+            json!({ "Fn::Sub": "ssm.${AWS::Region}.${AWS::URLSuffix}" }),
+            "{owner}: kms:Decrypt must be limited to SSM, in every partition (aws-cn: amazonaws.com.cn)"
         );
         for resource in possible_strings(&statement["Resource"]) {
             assert_ne!(resource, "*", "{owner}: kms:Decrypt on every key");
@@ -831,17 +1108,23 @@ fn spool_bucket_is_encrypted_private_and_tls_only() {
         assert_eq!(block[setting], json!(true), "{setting} must be on");
     }
 
-    // Spooled documents may exist nowhere else: deleting the stack keeps them.
+    // Spooled and archived documents may exist nowhere else: deleting the
+    // stack keeps them.
     assert_eq!(bucket["DeletionPolicy"], "Retain");
     assert_eq!(bucket["UpdateReplacePolicy"], "Retain");
 
-    // The bucket policy refuses every request not made over TLS, and grants nothing.
+    // The bucket policy refuses every request not made over TLS, to the
+    // bucket and every object (spool/ and archive/ alike), and grants nothing.
     let policies: Vec<_> = t
         .of_type("AWS::S3::BucketPolicy")
         .filter(|(_, p)| p["Properties"]["Bucket"] == json!({ "Ref": bucket_id }))
         .collect();
     assert_eq!(policies.len(), 1, "one bucket policy on {bucket_id}");
-    let statements = as_list(&policies[0].1["Properties"]["PolicyDocument"]["Statement"]);
+    let (policy_id, policy) = policies[0];
+    // The retained bucket keeps its TLS-only policy too (issue 15).
+    assert_eq!(policy["DeletionPolicy"], "Retain", "{policy_id}");
+    assert_eq!(policy["UpdateReplacePolicy"], "Retain", "{policy_id}");
+    let statements = as_list(&policy["Properties"]["PolicyDocument"]["Statement"]);
     assert!(
         statements.iter().all(|s| s["Effect"] == "Deny"),
         "the bucket policy only denies (the role grants access)"
@@ -861,30 +1144,48 @@ fn spool_bucket_is_encrypted_private_and_tls_only() {
     );
 }
 
+/// The bucket's lifecycle rules with these parameter values.
+fn lifecycle_rules(t: &Template, overrides: &[(&str, &str)]) -> Vec<Value> {
+    let bucket_id = spool_bucket_id(t);
+    let rules = &t.resource(&bucket_id)["Properties"]["LifecycleConfiguration"]["Rules"];
+    let rules = t.resolve_tree(rules, overrides).unwrap_or_default();
+    as_list(&rules).into_iter().cloned().collect()
+}
+
+/// The enabled expiration rules: (prefix, days as CloudFormation gets them).
+fn expirations(t: &Template, overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+    lifecycle_rules(t, overrides)
+        .iter()
+        .filter(|r| r["Status"] == "Enabled" && !r["ExpirationInDays"].is_null())
+        .map(|r| {
+            assert!(
+                r["Filter"].is_null() && r["TagFilters"].is_null(),
+                "rules filter by Prefix alone: {r}"
+            );
+            let prefix = r["Prefix"].as_str().unwrap_or_else(|| {
+                panic!("an expiration rule without Prefix covers the archive: {r}")
+            });
+            let days = t
+                .resolve(&r["ExpirationInDays"], overrides)
+                .expect("ExpirationInDays");
+            (prefix.to_string(), days)
+        })
+        .collect()
+}
+
 #[test]
 fn spool_objects_expire_after_spool_retention_days() {
     let t = Template::load();
-    let bucket_id = spool_bucket_id(&t);
-    let rules = as_list(&t.resource(&bucket_id)["Properties"]["LifecycleConfiguration"]["Rules"]);
-    let expiring: Vec<_> = rules
-        .iter()
-        .filter(|r| r["Status"] == "Enabled" && !r["ExpirationInDays"].is_null())
-        .collect();
-    assert_eq!(expiring.len(), 1, "one expiration rule: {rules:?}");
-    let rule = expiring[0];
+    // Exactly spool/ (spool/rejected/ included), never archive/.
     assert_eq!(
-        t.ref_default(&rule["ExpirationInDays"], "SpoolRetentionDays"),
+        expirations(&t, &[]),
+        [("spool/".to_string(), "90".to_string())]
+    );
+    let rules = lifecycle_rules(&t, &[]);
+    let spool = rules.iter().find(|r| r["Prefix"] == "spool/").unwrap();
+    assert_eq!(
+        t.ref_default(&spool["ExpirationInDays"], "SpoolRetentionDays"),
         &json!(90)
-    );
-    // It covers spool/ and so spool/rejected/ (no prefix at all would too).
-    let prefix = rule["Prefix"].as_str().unwrap_or_default();
-    assert!(
-        "spool/rejected/x".starts_with(prefix) && "spool/x".starts_with(prefix),
-        "the expiration rule's prefix {prefix:?} must cover spool/ and spool/rejected/"
-    );
-    assert!(
-        rule["Filter"].is_null() && rule["TagFilters"].is_null(),
-        "no filter that would exempt spool objects"
     );
 
     let description = t.parameter("SpoolRetentionDays")["Description"]
@@ -899,68 +1200,253 @@ fn spool_objects_expire_after_spool_retention_days() {
 }
 
 #[test]
-fn function_may_list_read_write_and_delete_only_the_spool_prefix() {
+fn the_archive_is_kept_forever_unless_archive_retention_days_is_set() {
+    let t = Template::load();
+    let parameter = t.parameter("ArchiveRetentionDays");
+    assert_eq!(parameter["Type"], "Number");
+    assert_eq!(
+        parameter["Default"],
+        json!(0),
+        "0 keeps the archive forever"
+    );
+    assert_eq!(parameter["MinValue"], json!(0));
+
+    for overrides in [
+        vec![],
+        vec![("ArchiveRetentionDays", "0")],
+        vec![("SpoolRetentionDays", "1")],
+    ] {
+        let rules = expirations(&t, &overrides);
+        assert!(
+            rules.iter().all(|(prefix, _)| prefix == "spool/"),
+            "{overrides:?}: only spool/ expires: {rules:?}"
+        );
+        for (prefix, _) in &rules {
+            assert!(!"archive/year=2026/x".starts_with(prefix.as_str()));
+        }
+    }
+    let spool_days = t.parameter_value("SpoolRetentionDays", &[]);
+    assert_eq!(
+        expirations(&t, &[("ArchiveRetentionDays", "365")]),
+        [
+            ("spool/".to_string(), spool_days),
+            ("archive/".to_string(), "365".to_string())
+        ]
+    );
+}
+
+#[test]
+fn function_may_use_only_the_spool_and_archive_prefixes() {
     let t = Template::load();
     let bucket_id = spool_bucket_id(&t);
+    let bucket_arn = json!({ "Fn::GetAtt": [bucket_id, "Arn"] });
     let s3: Vec<_> = t
-        .identity_statements()
+        .all_statements()
         .into_iter()
         .filter(|(_, s)| actions(s).iter().any(|a| a.starts_with("s3:")))
+        .map(|(_, s)| s)
         .collect();
     assert_eq!(
         s3.len(),
-        2,
-        "exactly the list and the object statements: {s3:?}"
+        4,
+        "list and objects, for spool/ and for archive/: {s3:?}"
     );
 
-    let list = s3
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| actions(s) == ["s3:ListBucket"])
-        .expect("a statement allowing s3:ListBucket alone");
-    assert_eq!(list["Effect"], "Allow");
+    let mut listed = BTreeSet::new();
+    let mut objects = BTreeMap::new();
+    for statement in &s3 {
+        assert_eq!(statement["Effect"], "Allow");
+        if actions(statement) == ["s3:ListBucket"] {
+            assert_eq!(
+                statement["Resource"], bucket_arn,
+                "ListBucket on the bucket only"
+            );
+            let condition = statement["Condition"]
+                .as_object()
+                .expect("ListBucket has a condition");
+            assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
+            let prefixes: BTreeSet<_> = as_list(&condition["StringLike"]["s3:prefix"])
+                .into_iter()
+                .map(|p| p.as_str().expect("a prefix string").to_string())
+                .collect();
+            listed.insert(prefixes.into_iter().collect::<Vec<_>>());
+        } else {
+            assert!(statement["Condition"].is_null());
+            let resource = statement["Resource"]["Fn::Sub"]
+                .as_str()
+                .unwrap_or_else(|| panic!("object actions on a !Sub prefix: {statement}"))
+                .to_string();
+            let granted: BTreeSet<_> = actions(statement).into_iter().collect();
+            assert!(
+                objects.insert(resource.clone(), granted).is_none(),
+                "one statement for {resource}"
+            );
+        }
+    }
     assert_eq!(
-        list["Resource"],
-        json!({ "Fn::GetAtt": [bucket_id, "Arn"] }),
-        "ListBucket on the spool bucket only"
+        listed,
+        BTreeSet::from([
+            vec!["spool/".to_string(), "spool/*".to_string()],
+            vec!["archive/".to_string(), "archive/*".to_string()],
+        ]),
+        "listing is limited to spool/ and archive/"
     );
-    let condition = list["Condition"]
-        .as_object()
-        .expect("ListBucket has a condition");
-    assert_eq!(condition.len(), 1, "one condition operator: {condition:?}");
-    let prefixes: BTreeSet<_> = as_list(&condition["StringLike"]["s3:prefix"])
-        .into_iter()
-        .map(|p| p.as_str().expect("a prefix string"))
-        .collect();
+    let set =
+        |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
     assert_eq!(
-        prefixes,
-        BTreeSet::from(["spool/", "spool/*"]),
-        "listing is limited to the spool/ prefix"
+        objects,
+        BTreeMap::from([
+            (
+                format!("${{{bucket_id}.Arn}}/spool/*"),
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+            ),
+            // Write every run's documents, read them to replay; no delete.
+            (
+                format!("${{{bucket_id}.Arn}}/archive/*"),
+                set(&["s3:GetObject", "s3:PutObject"])
+            ),
+        ]),
+        "object actions"
     );
 
-    let objects = s3
-        .iter()
-        .map(|(_, s)| s)
-        .find(|s| actions(s) != ["s3:ListBucket"])
-        .unwrap();
-    assert_eq!(objects["Effect"], "Allow");
-    let granted: BTreeSet<_> = actions(objects).into_iter().collect();
-    let expected: BTreeSet<_> = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
-        .map(String::from)
-        .into();
-    assert_eq!(granted, expected, "object actions");
+    let outputs = &t.doc["Outputs"];
     assert_eq!(
-        objects["Resource"],
-        json!({ "Fn::Sub": format!("${{{bucket_id}.Arn}}/spool/*") }),
-        "object actions on spool/* only"
-    );
-    assert!(objects["Condition"].is_null());
-
-    assert_eq!(
-        t.doc["Outputs"]["SpoolBucketName"]["Value"],
+        outputs["SpoolBucketName"]["Value"],
         json!({ "Ref": bucket_id }),
         "the bucket's name is an output"
     );
+    let description = outputs["SpoolBucketName"]["Description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("spool/") && description.contains("archive/"),
+        "SpoolBucketName says it holds both prefixes: {description}"
+    );
+    assert_eq!(
+        outputs["ArchiveLocation"]["Value"],
+        json!({ "Fn::Sub": format!("s3://${{{bucket_id}}}/archive/") })
+    );
+}
+
+/// The OpenSearch statements (es: or aoss: actions) with these parameters.
+fn opensearch_statements(t: &Template, overrides: &[(&str, &str)]) -> Vec<Value> {
+    t.identity_statements_with(overrides)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| {
+            actions(s)
+                .iter()
+                .any(|a| a.starts_with("es:") || a.starts_with("aoss:"))
+        })
+        .collect()
+}
+
+const DOMAIN_ARN: &str = "arn:aws:es:eu-west-1:123456789012:domain/pulls";
+const COLLECTION_ARN: &str = "arn:aws:aoss:eu-west-1:123456789012:collection/a1b2c3d4e5f6g7h8i9j0";
+
+#[test]
+fn default_template_grants_no_opensearch_permission() {
+    let t = Template::load();
+    for name in ["OpenSearchDomainArn", "OpenSearchCollectionArn"] {
+        let parameter = t.parameter(name);
+        assert_eq!(parameter["Default"], "", "{name} is optional");
+        assert!(
+            parameter["AllowedPattern"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("^$|^arn:aws")),
+            "{name}: empty or an ARN"
+        );
+        assert!(parameter["ConstraintDescription"].is_string(), "{name}");
+    }
+    assert_eq!(opensearch_statements(&t, &[]), Vec::<Value>::new());
+    // No other statement names es: or aoss: either, whatever the parameters.
+    for (_, statement) in t.all_statements() {
+        if statement
+            .get("Sid")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.contains("OpenSearch"))
+        {
+            continue;
+        }
+        for action in actions(&statement) {
+            assert!(
+                !action.starts_with("es:") && !action.starts_with("aoss:"),
+                "{action} outside the OpenSearch statements"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_opensearch_domain_arn_grants_http_verbs_on_that_domain_only() {
+    let t = Template::load();
+    let statements = opensearch_statements(&t, &[("OpenSearchDomainArn", DOMAIN_ARN)]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    let granted: BTreeSet<_> = actions(statement).into_iter().collect();
+    let expected: BTreeSet<_> = [
+        "es:ESHttpGet",
+        "es:ESHttpHead",
+        "es:ESHttpPost",
+        "es:ESHttpPut",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(granted, expected);
+    assert_eq!(
+        statement["Resource"],
+        json!({ "Fn::Sub": "${OpenSearchDomainArn}/*" }),
+        "the domain's paths, nothing broader"
+    );
+    assert!(statement["Condition"].is_null());
+}
+
+#[test]
+fn an_opensearch_collection_arn_grants_api_access_to_that_collection_only() {
+    let t = Template::load();
+    let statements = opensearch_statements(&t, &[("OpenSearchCollectionArn", COLLECTION_ARN)]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let statement = &statements[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(actions(statement), ["aoss:APIAccessAll"]);
+    assert_eq!(
+        statement["Resource"],
+        json!({ "Ref": "OpenSearchCollectionArn" })
+    );
+
+    let both = opensearch_statements(
+        &t,
+        &[
+            ("OpenSearchDomainArn", DOMAIN_ARN),
+            ("OpenSearchCollectionArn", COLLECTION_ARN),
+        ],
+    );
+    assert_eq!(both.len(), 2);
+}
+
+#[test]
+fn every_parameter_is_in_one_console_group() {
+    let t = Template::load();
+    let groups = as_list(&t.doc["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]);
+    let mut grouped = Vec::new();
+    for group in groups {
+        for name in as_list(&group["Parameters"]) {
+            grouped.push(name.as_str().expect("a parameter name").to_string());
+        }
+    }
+    let mut sorted = grouped.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), grouped.len(), "a parameter in two groups");
+    let all: Vec<_> = t.doc["Parameters"]
+        .as_object()
+        .expect("Parameters")
+        .keys()
+        .cloned()
+        .collect();
+    let all: BTreeSet<_> = all.into_iter().collect();
+    assert_eq!(sorted.into_iter().collect::<BTreeSet<_>>(), all);
 }
 
 #[test]
@@ -998,7 +1484,10 @@ fn schedule_rule_is_named_within_eventbridge_limits() {
         ]
     );
 
-    let stack_name = sam_parameters(&samconfig(), "deploy")["stack_name"].clone();
+    let stack_name = sam_parameters(&samconfig(), "deploy")["stack_name"]
+        .as_str()
+        .expect("a stack name")
+        .to_string();
     assert!(
         (1..=64).contains(&stack_name.len()),
         "stack_name {stack_name:?}"
@@ -1127,6 +1616,31 @@ fn rejected_documents_alarm_fires_on_the_first_one() {
     assert_eq!(alarm["TreatMissingData"], "notBreaching");
 }
 
+#[test]
+fn archive_failed_alarm_fires_on_the_first_failed_write() {
+    let t = Template::load();
+    let (id, alarm) = alarm_on(&t, "ArchiveFailed");
+    assert!(METRIC_NAMES.contains(&"ArchiveFailed"));
+    assert_eq!(alarm["Namespace"], NAMESPACE);
+    assert_eq!(alarm["Dimensions"], function_dimension(&t));
+    assert_eq!(alarm["Statistic"], "Sum");
+    assert_eq!(alarm["Period"], json!(300));
+    assert_eq!(alarm["EvaluationPeriods"], json!(1));
+    assert_eq!(alarm["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(alarm["Threshold"], json!(0));
+    assert_eq!(
+        alarm["TreatMissingData"], "notBreaching",
+        "{id}: no run, no failed write"
+    );
+    let description = possible_strings(&alarm["AlarmDescription"]).concat();
+    for phrase in ["indexed or spooled", "archive/", "s3:PutObject"] {
+        assert!(
+            description.contains(phrase),
+            "{id}: the description says what to do ({phrase}): {description}"
+        );
+    }
+}
+
 /// `Fn::Sub` text with every `${…}` replaced by `fill(name)`.
 fn substitute(text: &str, fill: impl Fn(&str) -> String) -> String {
     let mut out = String::new();
@@ -1233,13 +1747,42 @@ fn dashboard_shows_every_run_metric_of_this_function() {
     assert_eq!(shown, all, "{id} shows every metric of the run");
 }
 
-/// samconfig.toml as section → key → value (strings unquoted). Only the TOML
-/// SAM configuration files use: `[a.b.c]` headers, `key = value` lines,
-/// basic strings with `\"` and `\\` escapes, comments.
-fn parse_samconfig(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+/// One samconfig.toml section: key → value (strings unquoted, `true` as a
+/// JSON bool, arrays of strings as JSON arrays).
+type Section = BTreeMap<String, Value>;
+
+/// A TOML string at the start of `text` (basic, with `\"` and `\\`
+/// escapes, or literal): the string and the rest of the text.
+fn toml_string(text: &str) -> (String, &str) {
+    if let Some(literal) = text.strip_prefix('\'') {
+        let end = literal
+            .find('\'')
+            .unwrap_or_else(|| panic!("unterminated literal string: {text}"));
+        return (literal[..end].to_string(), &literal[end + 1..]);
+    }
+    let quoted = text
+        .strip_prefix('"')
+        .unwrap_or_else(|| panic!("not a string: {text}"));
+    let mut out = String::new();
+    let mut chars = quoted.char_indices();
+    loop {
+        match chars.next() {
+            Some((_, '\\')) => out.push(chars.next().expect("an escaped character").1),
+            Some((i, '"')) => return (out, &quoted[i + 1..]),
+            Some((_, c)) => out.push(c),
+            None => panic!("unterminated string: {text}"),
+        }
+    }
+}
+
+/// samconfig.toml as section → key → value. Only the TOML SAM configuration
+/// files use: `[a.b.c]` headers, `key = value` lines, strings, bools and
+/// numbers, (multi-line) arrays of strings, comments.
+fn parse_samconfig(text: &str) -> BTreeMap<String, Section> {
+    let mut sections: BTreeMap<String, Section> = BTreeMap::new();
     let mut current = String::new();
-    for line in text.lines().map(str::trim) {
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -1251,20 +1794,28 @@ fn parse_samconfig(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
             .split_once('=')
             .unwrap_or_else(|| panic!("samconfig.toml: not `key = value`: {line}"));
         let value = value.trim();
-        let value = if let Some(quoted) = value.strip_prefix('"') {
-            let mut out = String::new();
-            let mut chars = quoted.chars();
-            loop {
-                match chars.next() {
-                    Some('\\') => out.push(chars.next().expect("an escaped character")),
-                    Some('"') => break,
-                    Some(c) => out.push(c),
-                    None => panic!("samconfig.toml: unterminated string: {line}"),
+        let value = if value.starts_with('"') || value.starts_with('\'') {
+            Value::String(toml_string(value).0)
+        } else if let Some(items) = value.strip_prefix('[') {
+            // The array's text up to its closing bracket, across lines.
+            let mut text = items.to_string();
+            while !text.trim_end().ends_with(']') {
+                let next = lines.next().expect("samconfig.toml: unterminated array");
+                if !next.starts_with('#') {
+                    text.push_str(next);
                 }
             }
-            out
+            let mut rest = text.trim_end().trim_end_matches(']').trim();
+            let mut items = Vec::new();
+            while !rest.is_empty() {
+                let (item, after) = toml_string(rest);
+                items.push(Value::String(item));
+                rest = after.trim_start().trim_start_matches(',').trim_start();
+            }
+            Value::Array(items)
         } else {
-            value.to_string()
+            serde_json::from_str(value)
+                .unwrap_or_else(|e| panic!("samconfig.toml: {key} = {value}: {e}"))
         };
         sections
             .entry(current.clone())
@@ -1274,7 +1825,7 @@ fn parse_samconfig(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     sections
 }
 
-fn samconfig() -> BTreeMap<String, BTreeMap<String, String>> {
+fn samconfig() -> BTreeMap<String, Section> {
     let path = root().join("samconfig.toml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
@@ -1284,10 +1835,7 @@ fn samconfig() -> BTreeMap<String, BTreeMap<String, String>> {
 /// What `sam <command>` reads from samconfig.toml: SAM CLI's
 /// `SamConfig.get_all` takes [default.global.parameters] and lets the
 /// command's own section replace it key by key.
-fn sam_parameters(
-    config: &BTreeMap<String, BTreeMap<String, String>>,
-    command: &str,
-) -> BTreeMap<String, String> {
+fn sam_parameters(config: &BTreeMap<String, Section>, command: &str) -> Section {
     let mut merged = config
         .get("default.global.parameters")
         .cloned()
@@ -1331,85 +1879,123 @@ fn parameter_overrides(text: &str) -> BTreeMap<String, String> {
     }
 }
 
-fn architecture_for(
-    config: &BTreeMap<String, BTreeMap<String, String>>,
-    command: &str,
-) -> Option<String> {
-    let parameters = sam_parameters(config, command);
-    let overrides = parameter_overrides(parameters.get("parameter_overrides")?);
-    overrides.get("Architecture").cloned()
+/// The parameter overrides `sam <command>` passes to CloudFormation.
+fn overrides_for(config: &BTreeMap<String, Section>, command: &str) -> BTreeMap<String, String> {
+    match sam_parameters(config, command).get("parameter_overrides") {
+        None => BTreeMap::new(),
+        Some(Value::String(text)) => parameter_overrides(text),
+        Some(other) => panic!("parameter_overrides is a string, not {other}"),
+    }
 }
 
 #[test]
-fn sam_build_and_sam_deploy_read_the_same_architecture() {
+fn samconfig_leaves_the_parameters_to_the_template_and_the_guided_deploy() {
+    // `sam deploy --guided` writes a full parameter_overrides line into
+    // [default.deploy.parameters], defaults or not (SAM CLI's
+    // GuidedConfig.save_config; its de-duplication only drops a line equal,
+    // as a string, to the global one). A global line would then be read by
+    // `sam build` and `sam sync` and not by `sam deploy`. So there is none:
+    // the template's defaults are the defaults, and no parameter changes the
+    // build (no_parameter_changes_what_sam_build_builds). scripts/check-sam
+    // runs the guided save itself on a copy.
     let config = samconfig();
-    let build = architecture_for(&config, "build");
-    let deploy = architecture_for(&config, "deploy");
-    let sync = architecture_for(&config, "sync");
-    assert!(
-        build.is_some(),
-        "sam build reads no Architecture from samconfig.toml"
-    );
-    assert_eq!(
-        build, deploy,
-        "sam build and sam deploy must build and deploy one architecture"
-    );
-    assert_eq!(build, sync, "sam sync too");
-}
-
-#[test]
-fn the_architecture_check_catches_a_deploy_only_choice() {
-    // The layout `sam deploy --guided` writes: parameters in the deploy
-    // section only, which `sam build` never reads.
-    let guided = parse_samconfig(
-        r#"
-        version = 0.1
-        [default.global.parameters]
-        stack_name = "docker-pulls"
-        [default.deploy.parameters]
-        parameter_overrides = "Architecture=\"x86_64\" ScheduleExpression=\"rate(5 minutes)\""
-        "#,
-    );
-    assert_eq!(architecture_for(&guided, "build"), None);
-    assert_eq!(
-        architecture_for(&guided, "deploy").as_deref(),
-        Some("x86_64")
-    );
-
-    // A command's own parameter_overrides replaces the global one whole.
-    let shadowed = parse_samconfig(
-        r#"
-        [default.global.parameters]
-        parameter_overrides = "Architecture=\"arm64\""
-        [default.deploy.parameters]
-        parameter_overrides = "Architecture=\"x86_64\""
-        "#,
-    );
-    assert_eq!(
-        architecture_for(&shadowed, "build").as_deref(),
-        Some("arm64")
-    );
-    assert_eq!(
-        architecture_for(&shadowed, "deploy").as_deref(),
-        Some("x86_64")
-    );
-}
-
-#[test]
-fn samconfig_parameters_are_the_templates_defaults() {
-    let t = Template::load();
-    let parameters = sam_parameters(&samconfig(), "deploy");
-    let overrides = parameter_overrides(
-        parameters
-            .get("parameter_overrides")
-            .expect("parameter_overrides"),
-    );
-    assert!(overrides.contains_key("Architecture"));
-    for (name, value) in &overrides {
-        assert_eq!(
-            &t.parameter_value(name, &[]),
-            value,
-            "samconfig.toml's {name} differs from the template's Default"
+    for section in [
+        "default.global.parameters",
+        "default.build.parameters",
+        "default.deploy.parameters",
+    ] {
+        assert!(
+            config
+                .get(section)
+                .is_none_or(|s| !s.contains_key("parameter_overrides")),
+            "samconfig.toml: no parameter_overrides in [{section}]"
         );
     }
+    for command in ["build", "deploy", "sync"] {
+        let parameters = sam_parameters(&config, command);
+        for key in ["template_file", "build_dir", "base_dir"] {
+            assert!(
+                !parameters.contains_key(key),
+                "sam {command} reads {key}: build and deploy could use different templates"
+            );
+        }
+    }
+}
+
+#[test]
+fn sam_sync_deploys_its_own_paused_stack_and_ignores_build_output() {
+    let t = Template::load();
+    let config = samconfig();
+    let sync = sam_parameters(&config, "sync");
+    let deploy = sam_parameters(&config, "deploy");
+    // sam sync is for development: never the stack `sam deploy` made (after a
+    // guided deploy that may be any name; the -dev suffix keeps it apart
+    // from the default), and no second schedule next to it.
+    assert_eq!(sync["stack_name"], "docker-pulls-dev");
+    assert_ne!(sync["stack_name"], deploy["stack_name"]);
+    let overrides = overrides_for(&config, "sync");
+    assert_eq!(
+        overrides,
+        BTreeMap::from([("ScheduleState".to_string(), "DISABLED".to_string())])
+    );
+    for (name, value) in &overrides {
+        let allowed = as_list(&t.parameter(name)["AllowedValues"]);
+        assert!(allowed.contains(&&json!(value)), "{name}={value}");
+    }
+
+    // With `watch`, cargo's own output under target/ must not retrigger a
+    // sync (SAM CLI ignores only .aws-sam and node_modules by itself).
+    // scripts/check-sam feeds these to SAM CLI's watcher.
+    if sync.get("watch") == Some(&json!(true)) {
+        let (function_id, _) = t.function();
+        let excludes: Vec<_> = as_list(sync.get("watch_exclude").unwrap_or(&Value::Null))
+            .into_iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect();
+        for expected in ["/target(/|$)", r"\.log$"] {
+            assert!(
+                excludes.contains(&format!("{function_id}={expected}")),
+                "sam sync --watch must ignore {expected}: {excludes:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn samconfig_has_deploy_defaults_as_sam_reads_them() {
+    let config = samconfig();
+    let deploy = sam_parameters(&config, "deploy");
+    assert_eq!(deploy["stack_name"], "docker-pulls");
+    assert_eq!(deploy["capabilities"], "CAPABILITY_IAM");
+    assert_eq!(deploy["resolve_s3"], json!(true));
+    assert_eq!(deploy["confirm_changeset"], json!(true));
+    assert_eq!(
+        sam_parameters(&config, "validate")["lint"],
+        json!(true),
+        "sam validate lints"
+    );
+    // The parser reads what SAM CLI writes: a guided save's deploy section.
+    let guided = parse_samconfig(
+        r#"
+        [default.deploy.parameters]
+        stack_name = "pulls-eu"
+        parameter_overrides = "SsmPrefix=\"/docker-pulls\" KmsKeyArn=\"\" LogLevel=\"DEBUG\""
+        image_repositories = []
+        watch_exclude = [
+            'F=/target(/|$)',
+            "F=\\.log$",
+        ]
+        "#,
+    );
+    assert_eq!(
+        overrides_for(&guided, "deploy")["LogLevel"],
+        "DEBUG".to_string()
+    );
+    assert_eq!(overrides_for(&guided, "deploy")["KmsKeyArn"], "");
+    let section = &guided["default.deploy.parameters"];
+    assert_eq!(section["image_repositories"], json!([]));
+    assert_eq!(
+        section["watch_exclude"],
+        json!(["F=/target(/|$)", "F=\\.log$"])
+    );
 }
