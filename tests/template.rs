@@ -676,7 +676,7 @@ fn no_log_level_drops_the_metric_record() {
     let record: Value = serde_json::from_str(&docker_pulls::metrics::emf_line(
         "docker-pulls",
         1_764_268_500_000,
-        &docker_pulls::metrics::RunMetrics::default(),
+        &docker_pulls::counts::RunCounts::default(),
     ))
     .expect("the EMF record is one JSON object");
     assert!(record["_aws"].is_object(), "an EMF record: {record}");
