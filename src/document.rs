@@ -181,6 +181,22 @@ impl Serialize for Document {
     }
 }
 
+/// A document for other modules' unit tests: `namespace/name` with `pulls`
+/// pulls at 2026-11-27T18:35:00Z, 3 stars, no collaborators.
+#[cfg(test)]
+pub(crate) fn sample(namespace: &str, name: &str, pulls: u64) -> Document {
+    Document {
+        timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
+        stats: RepositoryStats {
+            namespace: namespace.into(),
+            name: name.into(),
+            pull_count: pulls,
+            star_count: 3,
+            collaborator_count: Some(0),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

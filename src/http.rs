@@ -12,13 +12,24 @@ pub fn error_chain(error: &reqwest::Error) -> String {
             .replace(&format!(" ({url})"), "")
             .replace(url.as_str(), "");
     }
-    let mut source = std::error::Error::source(error);
+    push_causes(&mut text, error);
+    text
+}
+
+/// Any error and its causes on one line: `error: cause: cause`.
+pub fn causes_on_one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    push_causes(&mut text, error);
+    text
+}
+
+fn push_causes(text: &mut String, error: &dyn std::error::Error) {
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
 }
 
 pub enum ReadError {

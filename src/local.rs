@@ -380,12 +380,7 @@ async fn signing<S: crate::config::SettingsSource>(
     if options.aws_auth.is_none() {
         return Ok(job);
     }
-    let aws = crate::tls::aws_sdk_config()
-        .await
-        .map_err(|error| Error::InvalidEnvironment {
-            name: "SSL_CERT_FILE",
-            reason: error.to_string(),
-        })?;
+    let aws = crate::wiring::aws_sdk_config().await?;
     Ok(job.with_aws(&aws))
 }
 

@@ -201,21 +201,8 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{RepositoryStats, RunTime};
+    use crate::document::sample as document;
     use serde_json::{Value, json};
-
-    fn document(namespace: &str, name: &str, pulls: u64) -> Document {
-        Document {
-            timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
-            stats: RepositoryStats {
-                namespace: namespace.into(),
-                name: name.into(),
-                pull_count: pulls,
-                star_count: 3,
-                collaborator_count: Some(0),
-            },
-        }
-    }
 
     #[test]
     fn ndjson_has_an_action_and_a_document_per_line_and_a_final_newline() {

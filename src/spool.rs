@@ -300,6 +300,36 @@ impl S3Spool {
         Ok(listed.contents().iter().any(|o| o.key() == Some(key)))
     }
 
+    /// The object's response, body unread, or `None` when it is gone.
+    async fn get_object(
+        &self,
+        key: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, SpoolError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => Ok(Some(output)),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            // Without ListBucket on the whole bucket (the role has it on
+            // `spool/` only), S3 answers a missing key with 403: gone
+            // when a listing no longer shows it (an overlapping run
+            // drained it).
+            Err(error)
+                if aws_sdk_s3::error::ProvideErrorMetadata::code(&error)
+                    == Some("AccessDenied")
+                    && !self.exists(key).await? =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(self.sdk_error("reading", "s3:GetObject", key, &error)),
+        }
+    }
+
     fn location_of(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
@@ -349,32 +379,8 @@ impl SpoolStore for S3Spool {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, SpoolError>> {
         Box::pin(async move {
-            let output = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(output) => output,
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                // Without ListBucket on the whole bucket (the role has it on
-                // `spool/` only), S3 answers a missing key with 403: gone
-                // when a listing no longer shows it (an overlapping run
-                // drained it).
-                Err(error)
-                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&error)
-                        == Some("AccessDenied")
-                        && !self.exists(key).await? =>
-                {
-                    return Ok(None);
-                }
-                Err(error) => {
-                    return Err(self.sdk_error("reading", "s3:GetObject", key, &error));
-                }
+            let Some(output) = self.get_object(key).await? else {
+                return Ok(None);
             };
             let bytes = output.body.collect().await.map_err(|e| SpoolError {
                 operation: "reading",
@@ -387,28 +393,8 @@ impl SpoolStore for S3Spool {
 
     fn open<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<SpoolReader>, SpoolError>> {
         Box::pin(async move {
-            let output = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-            {
-                Ok(output) => output,
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                Err(error)
-                    if aws_sdk_s3::error::ProvideErrorMetadata::code(&error)
-                        == Some("AccessDenied")
-                        && !self.exists(key).await? =>
-                {
-                    return Ok(None);
-                }
-                Err(error) => {
-                    return Err(self.sdk_error("reading", "s3:GetObject", key, &error));
-                }
+            let Some(output) = self.get_object(key).await? else {
+                return Ok(None);
             };
             let size = output.content_length().and_then(|n| u64::try_from(n).ok());
             let body =

@@ -347,17 +347,6 @@ OakXroISWtCBuW3eiEvjbVA/EG2hRANCAAQtjVrDKR9pJw04NaqeH1A1H9YRMeql
         tls.flush()
     }
 
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
-    }
-
     #[test]
     fn every_compiled_in_root_is_a_usable_trust_anchor() {
         // The SDK panics on a root it cannot parse, so each one must.
@@ -509,7 +498,7 @@ OakXroISWtCBuW3eiEvjbVA/EG2hRANCAAQtjVrDKR9pJw04NaqeH1A1H9YRMeql
             .send()
             .await
             .map(|output| output.parameter.and_then(|p| p.value).unwrap_or_default())
-            .map_err(|error| chain(&error))
+            .map_err(|error| crate::http::causes_on_one_line(&error))
     }
 
     #[tokio::test]

@@ -28,17 +28,23 @@ pub fn hub_client(env: &Environment, http: &reqwest::Client) -> Result<HubClient
     })
 }
 
+/// The AWS SDK's configuration (credentials, region, endpoints) with the
+/// root certificates of [`crate::tls`]; a bad `SSL_CERT_FILE` is the error.
+pub(crate) async fn aws_sdk_config() -> Result<aws_config::SdkConfig, Error> {
+    crate::tls::aws_sdk_config()
+        .await
+        .map_err(|error| Error::InvalidEnvironment {
+            name: "SSL_CERT_FILE",
+            reason: error.to_string(),
+        })
+}
+
 /// A job that reads its settings from SSM under `SSM_PREFIX`, spools to
 /// `SPOOL_BUCKET` and archives to `ARCHIVE_BUCKET` when they are set, and honours `MAX_EVENT_AGE`. The AWS SDK
 /// trusts the same root certificates as `http` (see [`crate::tls`]).
 pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob, Error> {
     let hub = hub_client(env, &http)?;
-    let aws = crate::tls::aws_sdk_config()
-        .await
-        .map_err(|error| Error::InvalidEnvironment {
-            name: "SSL_CERT_FILE",
-            reason: error.to_string(),
-        })?;
+    let aws = aws_sdk_config().await?;
     let parameters = SsmParameterStore::new(aws_sdk_ssm::Client::new(&aws));
     let mut job = Job::new(
         SsmSettings::new(parameters, env.ssm_prefix.clone()),

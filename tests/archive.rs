@@ -255,24 +255,12 @@ async fn a_failed_archive_write_does_not_fail_a_run_whose_documents_were_kept_an
 
 // --- 3. SQL without a cluster ---------------------------------------------------
 
-fn checkers_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("CHECKERS_PYTHON") {
-        return python.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
 /// Runs written by the real code across two days, with the counts the fake
 /// Hub served changing between runs; DuckDB reads the directory as Athena
 /// would (`read_json`, hive partitioning) through tests/support/archive_sql.py.
 #[tokio::test]
 async fn duckdb_reads_the_archive_runs_wrote_rows_partitions_and_a_daily_delta() {
-    let python = checkers_python();
+    let python = support::checkers::python();
     let has_duckdb = std::process::Command::new(&python)
         .args(["-c", "import duckdb"])
         .status()

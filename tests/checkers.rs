@@ -13,20 +13,11 @@
 //! `.venv/bin/python3` when present, else `python3` on `PATH`; it needs
 //! `botocore` and `duckdb` (scripts/requirements.txt).
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("CHECKERS_PYTHON") {
-        return python.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
+#[path = "support/checkers.rs"]
+mod checkers_support;
+use checkers_support::python;
 
 fn run(args: &[&str]) -> Output {
     let python = python();

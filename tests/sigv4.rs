@@ -38,6 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use support::checkers::python;
 use support::fake_es::FakeEs;
 use support::fake_hub::FakeHub;
 use support::harness::{self, LogCapture};
@@ -52,18 +53,6 @@ const SECRET_KEY: &str = "sigv4/secret+NEVER-LOGGED/0123456789abcd";
 const SESSION_TOKEN: &str = "session-token-NEVER-LOGGED-FwoGZXIvYXdzE";
 
 // -- the verifier --------------------------------------------------------------
-
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("CHECKERS_PYTHON") {
-        return python.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 /// `tests/support/sigv4_proxy.py` in front of `upstream`, as a child process
 /// stopped (by its id) when dropped.

@@ -318,20 +318,7 @@ fn requests(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Document, RepositoryStats, RunTime};
-
-    fn document(namespace: &str, name: &str, pulls: u64) -> Document {
-        Document {
-            timestamp: RunTime::parse("2026-11-27T18:35:00Z").expect("valid"),
-            stats: RepositoryStats {
-                namespace: namespace.into(),
-                name: name.into(),
-                pull_count: pulls,
-                star_count: 3,
-                collaborator_count: Some(0),
-            },
-        }
-    }
+    use crate::document::sample as document;
 
     #[test]
     fn chunks_respect_the_body_limit() {

@@ -345,17 +345,22 @@ pub(crate) fn request_error(method: &Method, path: &str, failure: &EsFailure) ->
     Error::Setup(format!("{method} {path}: {failure}"))
 }
 
+/// A recorded Elasticsearch answer (tests/fixtures/elasticsearch/), for
+/// the unit tests of this module and its children.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/elasticsearch/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/elasticsearch/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::es::fixture;
 
     #[test]
     fn error_reasons_come_from_the_error_object() {

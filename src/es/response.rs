@@ -316,13 +316,7 @@ pub(crate) fn classify_answer(
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/elasticsearch/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
+    use crate::es::fixture;
 
     #[test]
     fn all_created_fixture_reads_as_created() {

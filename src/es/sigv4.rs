@@ -23,6 +23,7 @@
 //! expiry are never used to sign.
 
 use crate::config::AwsService;
+use crate::http::causes_on_one_line;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{
@@ -122,7 +123,10 @@ impl AwsSigning {
         {
             Ok(Ok(credentials)) => credentials,
             Ok(Err(error)) => {
-                let reason = format!("could not load AWS credentials: {}", chain(&error));
+                let reason = format!(
+                    "could not load AWS credentials: {}",
+                    causes_on_one_line(&error)
+                );
                 return stale_but_valid(cache.as_ref(), now, reason);
             }
             Err(_) => {
@@ -172,17 +176,6 @@ fn rfc3339(time: SystemTime) -> String {
     time::OffsetDateTime::from(time)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{time:?}"))
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A header the signature asks for. `sensitive` ones (the signature, the
@@ -281,9 +274,14 @@ impl Signer {
         }
         let request =
             SignableRequest::new(method, url, headers.into_iter(), SignableBody::Bytes(body))
-                .map_err(|error| format!("SigV4 cannot sign this request: {}", chain(&error)))?;
+                .map_err(|error| {
+                    format!(
+                        "SigV4 cannot sign this request: {}",
+                        causes_on_one_line(&error)
+                    )
+                })?;
         let (instructions, _signature) = sign(request, &params)
-            .map_err(|error| format!("SigV4 signing failed: {}", chain(&error)))?
+            .map_err(|error| format!("SigV4 signing failed: {}", causes_on_one_line(&error)))?
             .into_parts();
         let (headers, _params) = instructions.into_parts();
         Ok(headers
