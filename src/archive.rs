@@ -351,12 +351,10 @@ impl S3Archive {
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
-        let call = crate::aws_error::AwsCall::s3(action, &self.bucket, key, region.as_deref());
         ArchiveError {
             operation,
             location: format!("s3://{}/{key}", self.bucket),
-            message: crate::aws_error::explain(error, &call),
+            message: crate::aws_error::explain_s3(&self.client, action, &self.bucket, key, error),
         }
     }
 }

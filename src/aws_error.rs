@@ -149,6 +149,23 @@ pub enum Problem {
     },
 }
 
+/// [`explain`] for a call by an S3 `client` on `bucket`/`key`, with the
+/// client's region in the advice.
+pub fn explain_s3<E, R>(
+    client: &aws_sdk_s3::Client,
+    action: &'static str,
+    bucket: &str,
+    key: &str,
+    error: &SdkError<E, R>,
+) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let region = client.config().region().map(|r| r.as_ref().to_owned());
+    explain(error, &AwsCall::s3(action, bucket, key, region.as_deref()))
+}
+
 /// The message for `error` on `call`, one or two sentences; the SDK's full
 /// error chain is logged at debug level.
 pub fn explain<E, R>(error: &SdkError<E, R>, call: &AwsCall) -> String

@@ -224,19 +224,26 @@ impl Deliverer<'_> {
         }
     }
 
+    /// The spool's listing, within the deadline.
+    async fn list(
+        &self,
+        spool: &dyn SpoolStore,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, SpoolError> {
+        self.bounded(
+            spool,
+            deadline,
+            true,
+            "listing",
+            spool::PREFIX,
+            spool.list(),
+        )
+        .await
+    }
+
     /// Objects waiting, or `None` when the spool cannot be listed in time.
     async fn backlog(&self, spool: &dyn SpoolStore, deadline: Deadline) -> Option<usize> {
-        match self
-            .bounded(
-                spool,
-                deadline,
-                true,
-                "listing",
-                spool::PREFIX,
-                spool.list(),
-            )
-            .await
-        {
+        match self.list(spool, deadline).await {
             Ok(keys) => Some(keys.len()),
             Err(error) => {
                 tracing::error!(%error, "could not list the spool to count its backlog");
@@ -271,17 +278,7 @@ impl Deliverer<'_> {
         delivery: &mut Delivery,
         refusals: &mut Refusals,
     ) {
-        let keys = match self
-            .bounded(
-                spool,
-                deadline,
-                true,
-                "listing",
-                spool::PREFIX,
-                spool.list(),
-            )
-            .await
-        {
+        let keys = match self.list(spool, deadline).await {
             Ok(keys) => keys,
             Err(error) => {
                 tracing::error!(%error, "could not list the spool; not draining it this run");

@@ -347,12 +347,10 @@ impl S3Spool {
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        let region = self.client.config().region().map(|r| r.as_ref().to_owned());
-        let call = crate::aws_error::AwsCall::s3(action, &self.bucket, key, region.as_deref());
         SpoolError {
             operation,
             location: self.location_of(key),
-            message: crate::aws_error::explain(error, &call),
+            message: crate::aws_error::explain_s3(&self.client, action, &self.bucket, key, error),
         }
     }
 }
