@@ -16,6 +16,7 @@ pub mod sigv4;
 use crate::config::EsSettings;
 use crate::error::Error;
 use crate::http::{ReadError, error_chain, read_capped, transport_reason};
+use crate::retry::{self, Deadline};
 use reqwest::{Method, StatusCode, Url, header};
 use response::{ItemOutcome, RequestOutcome};
 use serde::Deserialize;
@@ -336,6 +337,55 @@ impl PipelineMemory {
     pub fn remember(&self, missing: bool) {
         if let Ok(mut guard) = self.missing_until.lock() {
             *guard = missing.then(|| Instant::now() + PIPELINE_RECHECK);
+        }
+    }
+}
+
+/// Why [`EsClient::send_retrying`] has no answer to give.
+pub(crate) enum GaveUp {
+    /// A failure another attempt cannot mend: the URL, an answer too large.
+    Failure(EsFailure),
+    /// Every attempt allowed met a transient answer or no answer; the last
+    /// one's reason.
+    Retries { reason: String, attempts: u32 },
+}
+
+impl EsClient {
+    /// For requests that may simply be repeated (setup, reads): sends what
+    /// `request` builds until an answer that is not transient
+    /// ([`retry::is_transient`]) comes, and returns it whatever its status.
+    /// Transient answers and failures without an answer (transport, read,
+    /// signing) are retried with backoff up to `max_wait`, at most
+    /// `attempts` times and while `deadline` leaves time for the wait.
+    /// `_bulk` does not come here: its retries are per item.
+    pub(crate) async fn send_retrying<'a>(
+        &self,
+        request: impl Fn() -> EsRequest<'a>,
+        attempts: u32,
+        max_wait: Duration,
+        deadline: Deadline,
+    ) -> Result<EsAnswer, GaveUp> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reason = match self.send(request()).await {
+                Ok(answer) if !retry::is_transient(answer.status) => return Ok(answer),
+                Ok(answer) => format!("{} {}", answer.status.as_u16(), error_reason(&answer.body)),
+                Err(
+                    failure
+                    @ (EsFailure::Transport(_) | EsFailure::Read(_) | EsFailure::Signing(_)),
+                ) => failure.to_string(),
+                Err(failure) => return Err(GaveUp::Failure(failure)),
+            };
+            let wait = retry::backoff(attempt, Duration::from_millis(500), max_wait);
+            if attempt >= attempts || !deadline.allows(wait, Duration::from_secs(1)) {
+                return Err(GaveUp::Retries {
+                    reason,
+                    attempts: attempt,
+                });
+            }
+            tracing::info!(%reason, attempt, "retrying an Elasticsearch request");
+            tokio::time::sleep(wait).await;
         }
     }
 }

@@ -9,8 +9,8 @@
 //! shards failed to answer is an error, never a short page: a missing shard
 //! would silently leave documents out of the export.
 
-use super::{EsClient, EsFailure, EsRequest, error_reason};
-use crate::retry::{self, Deadline};
+use super::{EsClient, EsRequest, GaveUp, error_reason};
+use crate::retry::Deadline;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -182,41 +182,34 @@ async fn send(
     what: &str,
     deadline: Deadline,
 ) -> Result<Vec<u8>, SearchError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let request = EsRequest {
-            method: method.clone(),
-            path,
-            query: &[],
-            body: body.clone().map(|b| ("application/json", b)),
-            timeout: deadline.timeout(READ_TIMEOUT),
-            max_response: MAX_RESPONSE,
-        };
-        let reason = match client.send(request).await {
-            Ok(answer) if answer.status.is_success() => return Ok(answer.body),
-            Ok(answer) => {
-                let reason = format!("{} {}", answer.status.as_u16(), error_reason(&answer.body));
-                if !retry::is_transient(answer.status) {
-                    let hint = match answer.status {
-                        StatusCode::UNAUTHORIZED => " (check the credentials)",
-                        StatusCode::FORBIDDEN => {
-                            " (the credentials need the `read` and `view_index_metadata` privileges on the indices)"
-                        }
-                        _ => "",
-                    };
-                    return Err(failed(what, format!("{reason}{hint}")));
+    let request = || EsRequest {
+        method: method.clone(),
+        path,
+        query: &[],
+        body: body.clone().map(|b| ("application/json", b)),
+        timeout: deadline.timeout(READ_TIMEOUT),
+        max_response: MAX_RESPONSE,
+    };
+    match client
+        .send_retrying(request, ATTEMPTS, Duration::from_secs(8), deadline)
+        .await
+    {
+        Ok(answer) if answer.status.is_success() => Ok(answer.body),
+        Ok(answer) => {
+            let hint = match answer.status {
+                StatusCode::UNAUTHORIZED => " (check the credentials)",
+                StatusCode::FORBIDDEN => {
+                    " (the credentials need the `read` and `view_index_metadata` privileges on the indices)"
                 }
-                reason
-            }
-            Err(EsFailure::Url(reason)) => return Err(failed(what, reason)),
-            Err(failure) => failure.to_string(),
-        };
-        let wait = retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(8));
-        if attempt >= ATTEMPTS || !deadline.allows(wait, Duration::from_secs(1)) {
-            return Err(failed(what, format!("{reason} (after {attempt} attempts)")));
+                _ => "",
+            };
+            let reason = format!("{} {}", answer.status.as_u16(), error_reason(&answer.body));
+            Err(failed(what, format!("{reason}{hint}")))
         }
-        tracing::info!(request = %what, %reason, attempt, "retrying a read");
-        tokio::time::sleep(wait).await;
+        Err(GaveUp::Failure(failure)) => Err(failed(what, failure.to_string())),
+        Err(GaveUp::Retries { reason, attempts }) => Err(failed(
+            what,
+            format!("{reason} (after {attempts} attempts)"),
+        )),
     }
 }

@@ -10,10 +10,10 @@
 //! pipeline (reported as skipped) and the template without its `settings`:
 //! Serverless manages shards, replicas and refresh itself.
 
-use super::{EsClient, EsFailure, EsRequest, error_reason, request_error};
+use super::{EsClient, EsRequest, GaveUp, error_reason, request_error};
 use crate::config::AwsService;
 use crate::error::Error;
-use crate::retry::{self, Deadline};
+use crate::retry::Deadline;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -215,7 +215,7 @@ impl Cluster<'_> {
         Ok(())
     }
 
-    /// One call with retries on transient answers ([`retry::is_transient`])
+    /// One call, retried on transient answers ([`EsClient::send_retrying`])
     /// and connection errors. 401 fails as bad credentials, 403 names the
     /// missing `privilege`; other statuses are returned with their JSON body.
     async fn call(
@@ -230,62 +230,54 @@ impl Cluster<'_> {
             Ok(body) => body,
             Err(e) => return Err(Error::Setup(format!("{method} {shown}: {e}"))),
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let request = EsRequest {
-                method: method.clone(),
-                path,
-                query: &[],
-                body: body.clone().map(|body| ("application/json", body)),
-                timeout: self.deadline.timeout(Duration::from_secs(20)),
-                max_response: 4 * 1024 * 1024,
-            };
-            let failure = match self.client.send(request).await {
-                Ok(answer) => match answer.status {
-                    StatusCode::UNAUTHORIZED => {
-                        let mut reason = error_reason(&answer.body);
-                        if let Some(hint) = self.client.aws_refusal_hint(&reason) {
-                            reason = format!("{reason}; {hint}");
-                        }
-                        return Err(Error::EsAuth {
-                            url: self.client.settings().url.clone(),
-                            status: 401,
-                            reason,
-                        });
-                    }
-                    StatusCode::FORBIDDEN => {
-                        let reason = error_reason(&answer.body);
-                        return Err(Error::Setup(match self.client.aws_refusal_hint(&reason) {
-                            Some(hint) => {
-                                format!("{method} {shown} was refused (403): {reason}; {hint}")
-                            }
-                            None => format!(
-                                "{method} {shown} was refused (403): the credentials lack the `{privilege}` cluster privilege ({reason})"
-                            ),
-                        }));
-                    }
-                    status if retry::is_transient(status) => {
-                        format!("{} {}", status.as_u16(), error_reason(&answer.body))
-                    }
-                    status => {
-                        let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-                        return Ok((status, json));
-                    }
-                },
-                Err(
-                    failure
-                    @ (EsFailure::Transport(_) | EsFailure::Read(_) | EsFailure::Signing(_)),
-                ) => failure.to_string(),
-                Err(failure) => return Err(request_error(&method, &shown, &failure)),
-            };
-            let wait = retry::backoff(attempt, Duration::from_millis(500), Duration::from_secs(4));
-            if attempt >= ATTEMPTS || !self.deadline.allows(wait, Duration::from_secs(1)) {
+        let request = || EsRequest {
+            method: method.clone(),
+            path,
+            query: &[],
+            body: body.clone().map(|body| ("application/json", body)),
+            timeout: self.deadline.timeout(Duration::from_secs(20)),
+            max_response: 4 * 1024 * 1024,
+        };
+        let answer = match self
+            .client
+            .send_retrying(request, ATTEMPTS, Duration::from_secs(4), self.deadline)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(GaveUp::Failure(failure)) => return Err(request_error(&method, &shown, &failure)),
+            Err(GaveUp::Retries { reason, attempts }) => {
                 return Err(Error::Setup(format!(
-                    "{method} {shown} failed after {attempt} attempt(s): {failure}"
+                    "{method} {shown} failed after {attempts} attempt(s): {reason}"
                 )));
             }
-            tokio::time::sleep(wait).await;
+        };
+        match answer.status {
+            StatusCode::UNAUTHORIZED => {
+                let mut reason = error_reason(&answer.body);
+                if let Some(hint) = self.client.aws_refusal_hint(&reason) {
+                    reason = format!("{reason}; {hint}");
+                }
+                Err(Error::EsAuth {
+                    url: self.client.settings().url.clone(),
+                    status: 401,
+                    reason,
+                })
+            }
+            StatusCode::FORBIDDEN => {
+                let reason = error_reason(&answer.body);
+                Err(Error::Setup(match self.client.aws_refusal_hint(&reason) {
+                    Some(hint) => {
+                        format!("{method} {shown} was refused (403): {reason}; {hint}")
+                    }
+                    None => format!(
+                        "{method} {shown} was refused (403): the credentials lack the `{privilege}` cluster privilege ({reason})"
+                    ),
+                }))
+            }
+            status => {
+                let json = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                Ok((status, json))
+            }
         }
     }
 }
