@@ -30,18 +30,7 @@ fn seed_pipeline() -> Value {
 }
 
 fn expected_documents() -> Vec<(String, Value)> {
-    let doc = |ns: &str, name: &str, pulls: u64, stars: u64| {
-        (
-            format!("{ns}/{name}@{TIME}"),
-            json!({"@timestamp": TIME, "http": {"docker_hub": {
-                "namespace": ns, "name": name, "pull_count": pulls, "star_count": stars, "collaborator_count": 0}}}),
-        )
-    };
-    vec![
-        doc("library", "httpd", 4_871_203_345, 4812),
-        doc("library", "mysql", 2_503_118_992, 15_921),
-        doc("radoondas", "netatmobeat", 159, 0),
-    ]
+    support::fake_hub::fixture_documents(TIME)
 }
 
 struct Setup {

@@ -269,18 +269,7 @@ async fn run_at(job: &Job<Settings>, time: &str) -> Result<Summary, Error> {
 }
 
 fn expected_documents() -> Vec<(String, Value)> {
-    let doc = |ns: &str, name: &str, pulls: u64, stars: u64| {
-        (
-            format!("{ns}/{name}@{TIME}"),
-            json!({"@timestamp": TIME, "http": {"docker_hub": {
-                "namespace": ns, "name": name, "pull_count": pulls, "star_count": stars, "collaborator_count": 0}}}),
-        )
-    };
-    vec![
-        doc("library", "httpd", 4_871_203_345, 4812),
-        doc("library", "mysql", 2_503_118_992, 15_921),
-        doc("radoondas", "netatmobeat", 159, 0),
-    ]
+    support::fake_hub::fixture_documents(TIME)
 }
 
 /// The documents waiting in the spool (bulk `create` pairs), by `_id`.

@@ -1466,3 +1466,21 @@ static FULL_DESCRIPTION: LazyLock<String> = LazyLock::new(|| {
     );
     text
 });
+
+/// The documents ([`_id`, source] pairs) a run at `time` makes of
+/// `library/httpd`, `library/mysql` and `radoondas/netatmobeat` as
+/// [`FakeHub::add_fixture_repos`] serves them.
+pub fn fixture_documents(time: &str) -> Vec<(String, Value)> {
+    let doc = |ns: &str, name: &str, pulls: u64, stars: u64| {
+        (
+            format!("{ns}/{name}@{time}"),
+            json!({"@timestamp": time, "http": {"docker_hub": {
+                "namespace": ns, "name": name, "pull_count": pulls, "star_count": stars, "collaborator_count": 0}}}),
+        )
+    };
+    vec![
+        doc("library", "httpd", 4_871_203_345, 4812),
+        doc("library", "mysql", 2_503_118_992, 15_921),
+        doc("radoondas", "netatmobeat", 159, 0),
+    ]
+}
