@@ -368,7 +368,9 @@ impl EsClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reason = match self.send(request()).await {
+            let request = request();
+            let shown = format!("{} /{}", request.method, request.path.join("/"));
+            let reason = match self.send(request).await {
                 Ok(answer) if !retry::is_transient(answer.status) => return Ok(answer),
                 Ok(answer) => format!("{} {}", answer.status.as_u16(), error_reason(&answer.body)),
                 Err(
@@ -384,7 +386,7 @@ impl EsClient {
                     attempts: attempt,
                 });
             }
-            tracing::info!(%reason, attempt, "retrying an Elasticsearch request");
+            tracing::info!(request = %shown, %reason, attempt, "retrying an Elasticsearch request");
             tokio::time::sleep(wait).await;
         }
     }
