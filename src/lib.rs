@@ -23,7 +23,7 @@
 //! - [`counts`]: the run's counters, defined once (summary, metrics, log)
 //! - [`run`]: the handler that ties them together
 //! - [`wiring`]: the long-lived clients built from the environment
-//! - [`local`]: the one-shot command-line mode
+//! - [`cli`]: the one-shot command line, a file per subcommand
 //! - [`progress`]: the long local commands' progress line
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
@@ -34,6 +34,7 @@
 
 pub mod archive;
 pub mod aws_error;
+pub mod cli;
 pub mod config;
 pub mod counts;
 pub mod delivery;
@@ -45,7 +46,6 @@ pub mod export;
 pub mod http;
 pub mod hub;
 pub mod image_ref;
-pub mod local;
 pub mod metrics;
 pub mod ndjson;
 pub mod progress;

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
         Err(error) => return fail(error),
     };
     if !in_lambda {
-        return docker_pulls::local::main(args, env, http).await;
+        return docker_pulls::cli::main(args, env, http).await;
     }
 
     let mut job = match docker_pulls::wiring::ssm_job(&env, http).await {

@@ -1,18 +1,26 @@
-//! The one-shot local mode: the same run as the Lambda, with settings from
+//! The one-shot command line: the same run as the Lambda, with settings from
 //! flags and environment instead of SSM, so it works without an AWS account.
 //! Without `--es-url` it indexes nothing and prints the documents as NDJSON.
+//!
+//! This file parses the command line and dispatches; each subcommand lives
+//! in a file of its own: [`run`] (a run, or `--setup`), [`replay`],
+//! [`export_index`]. [`settings`] turns flags and environment into the
+//! settings SSM would give.
 
+mod export_index;
+mod replay;
+mod run;
+mod settings;
+
+pub use settings::settings_from_options;
+
+use crate::Error;
 use crate::archive::ArchiveStore;
-use crate::config::{Environment, Settings};
-use crate::event::{Action, Request};
-use crate::export::ExportRequest;
+use crate::config::Environment;
 use crate::replay::{ReplayRequest, parse_bound};
 use crate::retry::Deadline;
-use crate::run::{Job, Summary};
-use crate::spool::{DirSpool, SpoolStore};
-use crate::{Error, document::RunTime};
+use crate::run::Job;
 use std::ffi::OsString;
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,86 +180,6 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     }
     Ok(options)
 }
-
-/// Builds settings from flags and `var` (the process environment).
-pub fn settings_from_options(
-    options: &Options,
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<Settings, Error> {
-    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let images = if options.images.is_empty() {
-        DEFAULT_IMAGES.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        options.images.clone()
-    };
-    // Reuse the SSM rules (URL checks, Cloud ID, credential pairs) by
-    // presenting flags and environment as parameters.
-    let mut parameters = std::collections::BTreeMap::new();
-    let mut put = |key: &str, value: Option<String>| {
-        if let Some(value) = value {
-            parameters.insert(key.to_owned(), value);
-        }
-    };
-    put("images", Some(images.join(",")));
-    put("elasticsearch/url", options.es_url.clone());
-    put("elasticsearch/index", options.index.clone());
-    put("elasticsearch/pipeline", options.pipeline.clone());
-    put("elasticsearch/aws_auth", options.aws_auth.clone());
-    put("elasticsearch/api_key", var("ES_API_KEY"));
-    put("elasticsearch/username", var("ES_USERNAME"));
-    put("elasticsearch/password", var("ES_PASSWORD"));
-    put("dockerhub/username", var("DOCKERHUB_USERNAME"));
-    put("dockerhub/token", var("DOCKERHUB_TOKEN"));
-    let needs = crate::config::Needs {
-        images: true,
-        elasticsearch: options.setup || options.command != Command::Run,
-    };
-    Settings::from_parameters("(local)", &parameters, needs).map_err(|error| match error {
-        // Name the flag or variable, not an SSM parameter.
-        Error::MissingParameter { name, hint } => Error::MissingParameter {
-            name: local_name(&name),
-            hint,
-        },
-        Error::InvalidParameter { name, reason } => Error::InvalidParameter {
-            name: local_name(&name),
-            reason: local_names_in(&reason),
-        },
-        other => other,
-    })
-}
-
-fn local_name(parameter: &str) -> String {
-    match parameter.trim_start_matches("(local)/") {
-        "elasticsearch/url" => "--es-url",
-        "elasticsearch/index" => "--index",
-        "elasticsearch/pipeline" => "--pipeline",
-        "elasticsearch/aws_auth" => "--aws-auth",
-        "elasticsearch/api_key" => "ES_API_KEY",
-        "elasticsearch/username" => "ES_USERNAME",
-        "elasticsearch/password" => "ES_PASSWORD",
-        "dockerhub/username" => "DOCKERHUB_USERNAME",
-        "dockerhub/token" => "DOCKERHUB_TOKEN",
-        other => other,
-    }
-    .to_owned()
-}
-
-/// `reason` with the parameters it names (`(local)/elasticsearch/api_key`)
-/// replaced by their flags and variables.
-fn local_names_in(reason: &str) -> String {
-    const NAMED: [&str; 6] = [
-        "elasticsearch/url",
-        "elasticsearch/aws_auth",
-        "elasticsearch/api_key",
-        "elasticsearch/username",
-        "elasticsearch/password",
-        "elasticsearch/pipeline",
-    ];
-    NAMED.iter().fold(reason.to_owned(), |text, key| {
-        text.replace(&format!("(local)/{key}"), &local_name(key))
-    })
-}
-
 /// Runs once from the command line; the process's exit code.
 pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) -> ExitCode {
     let options = match parse_args(args) {
@@ -266,7 +194,7 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
         return ExitCode::SUCCESS;
     }
     let outcome = match options.command {
-        Command::Run => run(&options, &env, http).await.map(|()| true),
+        Command::Run => run::run(&options, &env, http).await.map(|()| true),
         Command::Replay | Command::ExportIndex => history(&options, &env, http).await,
     };
     match outcome {
@@ -277,58 +205,6 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(options: &Options, env: &Environment, http: reqwest::Client) -> Result<(), Error> {
-    let time = options
-        .time
-        .as_deref()
-        .map(RunTime::parse)
-        .transpose()
-        .map_err(|e| Error::InvalidEvent(e.to_string()))?;
-    let request = Request {
-        action: if options.setup {
-            Action::Setup
-        } else {
-            Action::Run
-        },
-        time,
-        images: (!options.images.is_empty()).then(|| options.images.clone()),
-        dry_run: options.dry_run || (options.es_url.is_none() && !options.ssm),
-        // A person's run: an explicit --time is honoured as given.
-        scheduled: false,
-    };
-    // Generous: a local run is not bounded by a Lambda timeout.
-    let deadline = Deadline::after(Duration::from_secs(15 * 60));
-
-    let dir_spool = options
-        .spool
-        .as_ref()
-        .map(|dir| Arc::new(DirSpool::new(dir)) as Arc<dyn SpoolStore>);
-    let archive = open_archive(options).await?;
-    if options.ssm {
-        // As in Lambda (SPOOL_BUCKET and ARCHIVE_BUCKET included), unless
-        // --spool or --archive says otherwise.
-        let mut job = crate::wiring::ssm_job(env, http).await?;
-        if let Some(spool) = dir_spool {
-            job = job.with_spool(spool);
-        }
-        if let Some(archive) = archive {
-            job = job.with_archive(archive);
-        }
-        return finish(&job, &request, deadline).await;
-    }
-    let hub = crate::wiring::hub_client(env, &http)?;
-    let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
-    let job = Job::new(settings, hub, http).with_max_event_age(env.max_event_age);
-    let mut job = signing(job, options).await?;
-    if let Some(spool) = dir_spool {
-        job = job.with_spool(spool);
-    }
-    if let Some(archive) = archive {
-        job = job.with_archive(archive);
-    }
-    finish(&job, &request, deadline).await
 }
 
 /// The archive `--archive` names, if any.
@@ -384,43 +260,21 @@ async fn signing<S: crate::config::SettingsSource>(
     Ok(job.with_aws(&aws))
 }
 
+/// `replay` and `export-index` with the job built for them: without a
+/// Lambda deadline (a month of history takes minutes), progress on stderr.
 async fn history_with<S: crate::config::SettingsSource>(
     job: &Job<S>,
     options: &Options,
 ) -> Result<bool, Error> {
-    // Not bounded by a Lambda timeout: a month of history takes minutes.
     let deadline = Deadline::after(Duration::from_secs(30 * 86_400));
     let progress = crate::progress::Stderr::default();
-    if options.command == Command::Replay {
-        let (from, to) = (options.from.as_deref(), options.to.as_deref());
-        let request = ReplayRequest::new(
-            from.unwrap_or_default(),
-            to.unwrap_or_default(),
-            options.cursor.as_deref(),
-        )
-        .map_err(Error::InvalidEvent)?;
-        let summary = job.replay(&request, deadline, &progress).await?;
-        print_json(&summary);
-        return Ok(summary.all_indexed());
+    match options.command {
+        Command::Replay => replay::replay(job, options, deadline, &progress).await,
+        _ => export_index::export_index(job, options, deadline, &progress).await,
     }
-    let mut request = ExportRequest::new(options.index.clone().unwrap_or_default());
-    for (flag, value, bound) in [
-        ("from", &options.from, &mut request.from),
-        ("to", &options.to, &mut request.to),
-    ] {
-        if let Some(text) = value {
-            *bound = Some(parse_bound(flag, text).map_err(Error::InvalidEvent)?);
-        }
-    }
-    let (archive, es) = job.history().await?;
-    let client = job.es_client(es)?;
-    let summary = crate::export::export_index(&client, &*archive, &request, deadline, &progress)
-        .await
-        .map_err(|e| Error::Archive(e.to_string()))?;
-    print_json(&summary);
-    Ok(summary.refused == 0)
 }
 
+/// A summary on stdout, for people and for `jq`.
 fn print_json(summary: &impl serde::Serialize) {
     println!(
         "{}",
@@ -428,52 +282,9 @@ fn print_json(summary: &impl serde::Serialize) {
     );
 }
 
-async fn finish<S: crate::config::SettingsSource>(
-    job: &Job<S>,
-    request: &Request,
-    deadline: Deadline,
-) -> Result<(), Error> {
-    if request.action == Action::Setup {
-        let response = job.setup(deadline).await?;
-        println!("{response:#}");
-        return Ok(());
-    }
-    let summary = job.run(request, deadline).await?;
-    print_summary(summary);
-    Ok(())
-}
-
-/// Documents (dry run) go to stdout as NDJSON; the summary goes to stdout
-/// after a real run, to stderr after a dry run so the NDJSON stays clean.
-fn print_summary(mut summary: Summary) {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match summary.documents.take() {
-        Some(documents) => {
-            for document in &documents {
-                if serde_json::to_writer(&mut out, document).is_err()
-                    || out.write_all(b"\n").is_err()
-                {
-                    return;
-                }
-            }
-            let _ = out.flush();
-            eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&summary).unwrap_or_default()
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DEFAULT_PIPELINE, EsAuth, HubCredentials, Secret};
 
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
@@ -605,125 +416,5 @@ mod tests {
             let error = parse_args(args(bad)).unwrap_err().to_string();
             assert!(error.contains(why), "{bad:?}: {error}");
         }
-    }
-
-    #[test]
-    fn settings_default_to_the_seed_images_and_credentials_from_env() {
-        let options = parse_args(args(&["--es-url", "https://es.example.com"])).expect("valid");
-        let settings = settings_from_options(&options, |name| match name {
-            "ES_API_KEY" => Some("a2V5OnNlY3JldA==".into()),
-            "DOCKERHUB_USERNAME" => Some("acme".into()),
-            "DOCKERHUB_TOKEN" => Some("dckr_pat_x".into()),
-            _ => None,
-        })
-        .expect("valid");
-        assert_eq!(settings.images, DEFAULT_IMAGES);
-        let es = settings.elasticsearch.expect("es");
-        assert_eq!(es.auth, EsAuth::ApiKey(Secret::new("a2V5OnNlY3JldA==")));
-        assert_eq!(es.pipeline.as_deref(), Some(DEFAULT_PIPELINE));
-        assert_eq!(
-            settings.hub_credentials,
-            Some(HubCredentials {
-                username: "acme".into(),
-                token: Secret::new("dckr_pat_x")
-            })
-        );
-    }
-
-    #[test]
-    fn local_errors_name_flags_and_variables() {
-        let options = parse_args(args(&["--setup"])).expect("valid");
-        let error = settings_from_options(&options, |_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("--es-url"), "{error}");
-        let options = parse_args(args(&["--es-url", "http://es:9200"])).expect("valid");
-        let error =
-            settings_from_options(&options, |n| (n == "ES_USERNAME").then(|| "elastic".into()))
-                .unwrap_err()
-                .to_string();
-        assert!(error.contains("ES_PASSWORD"), "{error}");
-    }
-
-    #[test]
-    fn aws_auth_errors_name_the_flags_and_variables() {
-        let options = parse_args(args(&[
-            "--es-url",
-            "https://search-d.eu-west-1.es.amazonaws.com",
-            "--aws-auth",
-            "iam",
-        ]))
-        .expect("valid");
-        let error = settings_from_options(&options, |_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("--aws-auth"), "{error}");
-        let options = parse_args(args(&[
-            "--es-url",
-            "https://search-d.eu-west-1.es.amazonaws.com",
-            "--aws-auth",
-            "es",
-        ]))
-        .expect("valid");
-        let error = settings_from_options(&options, |n| (n == "ES_API_KEY").then(|| "k".into()))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("--aws-auth: set together with ES_API_KEY:"),
-            "{error}"
-        );
-        let options = parse_args(args(&[
-            "--es-url",
-            "https://abc.eu-west-1.aoss.amazonaws.com",
-            "--aws-auth",
-            "aoss",
-        ]))
-        .expect("valid");
-        let es = settings_from_options(&options, |_| None)
-            .expect("valid")
-            .elasticsearch
-            .expect("es");
-        assert_eq!(es.auth, EsAuth::Aws(crate::config::AwsService::Aoss));
-        assert_eq!(es.pipeline, None);
-        let options = parse_args(args(&[
-            "--es-url",
-            "https://abc.eu-west-1.aoss.amazonaws.com",
-            "--aws-auth",
-            "aoss",
-            "--pipeline",
-            "docker-hub-pulls",
-        ]))
-        .expect("valid");
-        let error = settings_from_options(&options, |_| None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.starts_with("invalid SSM parameter --pipeline: OpenSearch Serverless"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn a_pipeline_name_that_would_break_the_setup_url_is_refused_naming_the_flag() {
-        for bad in ["a,b", "pulls*", "a/b", "a?b", "a#b", "a b", "", "_none"] {
-            let options = parse_args(args(&["--es-url", "http://es:9200", "--pipeline", bad]))
-                .expect("flags parse");
-            let error = settings_from_options(&options, |_| None)
-                .unwrap_err()
-                .to_string();
-            assert!(error.contains("--pipeline"), "{bad:?}: {error}");
-        }
-        let options = parse_args(args(&[
-            "--es-url",
-            "http://es:9200",
-            "--pipeline",
-            "pulls-v2",
-        ]))
-        .expect("flags parse");
-        let settings = settings_from_options(&options, |_| None).expect("valid");
-        assert_eq!(
-            settings.elasticsearch.expect("es").pipeline.as_deref(),
-            Some("pulls-v2")
-        );
     }
 }
