@@ -1248,8 +1248,8 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
         .collect();
     assert_eq!(
         s3.len(),
-        4,
-        "list and objects, for spool/ and for archive/: {s3:?}"
+        7,
+        "list and objects, for spool/, archive/ and archive-pending/, and the parquet-due/ markers: {s3:?}"
     );
 
     let mut listed = BTreeSet::new();
@@ -1288,8 +1288,12 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
         BTreeSet::from([
             vec!["spool/".to_string(), "spool/*".to_string()],
             vec!["archive/".to_string(), "archive/*".to_string()],
+            vec![
+                "archive-pending/".to_string(),
+                "archive-pending/*".to_string()
+            ],
         ]),
-        "listing is limited to spool/ and archive/"
+        "listing is limited to spool/, archive/ and archive-pending/"
     );
     let set =
         |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
@@ -1304,6 +1308,17 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
             (
                 format!("${{{bucket_id}.Arn}}/archive/*"),
                 set(&["s3:GetObject", "s3:PutObject"])
+            ),
+            // Pending copies of failed archive writes: written, read back
+            // and deleted once they are in archive/.
+            (
+                format!("${{{bucket_id}.Arn}}/archive-pending/*"),
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+            ),
+            // Days to compact again: written only.
+            (
+                format!("${{{bucket_id}.Arn}}/parquet-due/*"),
+                set(&["s3:PutObject"])
             ),
         ]),
         "object actions"
