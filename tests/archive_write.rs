@@ -400,3 +400,98 @@ async fn an_s3_archive_object_is_never_overwritten() {
         .expect("412 is success");
     assert_eq!(store.get(key).await.expect("read"), b"first");
 }
+
+// --- Durable: the documented undelete --------------------------------------
+
+/// The shell block under `heading` in docs/operations.md, exactly as
+/// printed.
+fn documented_block(heading: &str) -> String {
+    let path = format!("{}/docs/operations.md", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("docs/operations.md");
+    let section = &text[text.find(heading).unwrap_or_else(|| panic!("no {heading}"))..];
+    let start = section.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let end = section[start..].find("```").expect("closed block");
+    section[start..start + end].to_owned()
+}
+
+/// A versioned bucket (as the template makes it) whose archive was removed
+/// with `aws s3 rm --recursive`: the block of "When archive objects were
+/// deleted", run as printed with the AWS CLI against moto, brings every
+/// object back with its content.
+#[tokio::test]
+async fn the_documented_undelete_brings_back_an_archive_removed_recursively() {
+    let python = support::checkers::python();
+    let bin = python
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let has_cli = bin.join("aws").exists();
+    if !has_cli && std::env::var_os("CI").is_none() {
+        eprintln!(
+            "SKIPPED: no aws next to {} (pip install awscli: scripts/requirements.txt); under CI this fails instead",
+            python.display()
+        );
+        return;
+    }
+    assert!(has_cli, "the AWS CLI is needed: {}", bin.display());
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let client = moto.s3_client().await;
+    client
+        .put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    let (store, _) = s3_up_and_down(&moto).await;
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    let job = job(&es.url(), &hub, store.clone());
+    for time in ["2026-03-01T10:00:00Z", "2026-03-02T10:00:00Z"] {
+        handle(&job, &json!({ "time": time })).await;
+    }
+    let before = objects(&*store, archive::PREFIX).await;
+    assert_eq!(before.len(), 2);
+
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = |script: &str| {
+        let output = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .env("PATH", &path)
+            .env("BUCKET", BUCKET)
+            .env("AWS_ENDPOINT_URL", moto.endpoint_url())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .expect("bash");
+        assert!(
+            output.status.success(),
+            "{script}\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    shell(r#"aws s3 rm --recursive "s3://$BUCKET/archive/""#);
+    assert!(
+        objects(&*store, archive::PREFIX).await.is_empty(),
+        "removed"
+    );
+
+    shell(&documented_block("### When archive objects were deleted"));
+    assert_eq!(objects(&*store, archive::PREFIX).await, before, "all back");
+    // Run again with nothing to undo, it is harmless.
+    shell(&documented_block("### When archive objects were deleted"));
+    assert_eq!(objects(&*store, archive::PREFIX).await, before);
+}
