@@ -239,6 +239,38 @@ async fn a_run_whose_set_partly_overlaps_the_archive_writes_only_what_is_new() {
     );
 }
 
+/// Two stacks sharing one bucket, running at the same time with the same
+/// run time (both list before either writes): one object survives, the
+/// other writer's conditional PUT is told it exists; 3 lines, not 6.
+#[tokio::test]
+async fn two_stacks_writing_the_same_measurements_at_once_never_duplicate_them() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (store, _) = s3_up_and_down(&moto).await;
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let (es_a, es_b) = (FakeEs::start().await, FakeEs::start().await);
+    let (a, b) = (
+        job(&es_a.url(), &hub, store.clone()),
+        job(&es_b.url(), &hub, store.clone()),
+    );
+    let event = json!({"time": "2026-03-01T10:00:00Z"});
+    let (first, second) = tokio::join!(handle(&a, &event), handle(&b, &event));
+    let written =
+        first["archived"].as_u64().unwrap_or(99) + second["archived"].as_u64().unwrap_or(99);
+    let already = first["already_archived"].as_u64().unwrap_or(99)
+        + second["already_archived"].as_u64().unwrap_or(99);
+    // Both may have written (the second PUT answered 412) or one may have
+    // seen the other's object: either way, six documents accounted for.
+    assert_eq!(written + already, 6, "{first} {second}");
+    let (lines, by_id) = archived_lines(&*store).await;
+    assert_eq!((lines.len(), by_id.len()), (3, 3), "{lines:#?}");
+    assert_eq!(
+        store.list(archive::PREFIX, None).await.expect("list").len(),
+        1
+    );
+}
+
 // --- 2. No gaps --------------------------------------------------------------
 
 /// S3 down for the archive: the run still indexes, keeps a pending copy
@@ -316,6 +348,88 @@ async fn an_archive_write_that_fails_lands_in_a_later_run_each_measurement_once(
     let (lines, by_id) = archived_lines(&*up).await;
     assert_eq!(lines.len(), 6);
     assert_eq!(by_id, indexed(&es), "every measurement, once");
+}
+
+/// An archive store that fails its first `failures` writes (a 503, a
+/// timeout), then is S3 again.
+struct Flaky {
+    inner: Arc<dyn ArchiveStore>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl ArchiveStore for Flaky {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), archive::ArchiveError>> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Box::pin(async move {
+                Err(archive::ArchiveError {
+                    operation: "writing",
+                    location: key.to_owned(),
+                    message: "503 Slow Down".into(),
+                })
+            });
+        }
+        self.inner.put(key, body)
+    }
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, archive::ArchiveError>> {
+        self.inner.get(key)
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        from: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
+        self.inner.list(prefix, from)
+    }
+}
+
+/// A write that fails once is tried again within the run: archived, no
+/// pending copy, nothing counted as failed.
+#[tokio::test]
+async fn an_archive_write_that_fails_once_is_retried_within_the_run() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (up, _) = s3_up_and_down(&moto).await;
+    let flaky: Arc<dyn ArchiveStore> = Arc::new(Flaky {
+        inner: up.clone(),
+        failures: 1.into(),
+    });
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    let (event, _) = harness::scheduled_event(std::time::Duration::ZERO);
+    let response = handle(&job(&es.url(), &hub, flaky), &event).await;
+    assert_eq!(
+        (
+            &response["archived"],
+            &response["archive_pending"],
+            &response["archive_failed"]
+        ),
+        (&json!(3), &json!(0), &json!(0)),
+        "{response}"
+    );
+    let (lines, by_id) = archived_lines(&*up).await;
+    assert_eq!((lines.len(), by_id.len()), (3, 3));
+    assert!(
+        up.list(archive::PENDING_PREFIX, None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// A false failure: the object landed but the answer was lost, so a
