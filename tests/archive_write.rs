@@ -355,6 +355,23 @@ async fn an_archive_write_that_fails_lands_in_a_later_run_each_measurement_once(
 struct Flaky {
     inner: Arc<dyn ArchiveStore>,
     failures: std::sync::atomic::AtomicUsize,
+    /// Requests seen: (list, get, put).
+    requests: std::sync::Mutex<(usize, usize, usize)>,
+}
+
+impl Flaky {
+    fn new(inner: Arc<dyn ArchiveStore>, failures: usize) -> Self {
+        Self {
+            inner,
+            failures: failures.into(),
+            requests: Default::default(),
+        }
+    }
+
+    /// (list, get, put) since the last call.
+    fn take_requests(&self) -> (usize, usize, usize) {
+        std::mem::take(&mut *self.requests.lock().expect("lock"))
+    }
 }
 
 impl ArchiveStore for Flaky {
@@ -367,6 +384,7 @@ impl ArchiveStore for Flaky {
         body: Vec<u8>,
     ) -> futures_util::future::BoxFuture<'a, Result<(), archive::ArchiveError>> {
         use std::sync::atomic::Ordering;
+        self.requests.lock().expect("lock").2 += 1;
         let failing = self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -386,6 +404,7 @@ impl ArchiveStore for Flaky {
         &'a self,
         key: &'a str,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, archive::ArchiveError>> {
+        self.requests.lock().expect("lock").1 += 1;
         self.inner.get(key)
     }
     fn list<'a>(
@@ -393,6 +412,7 @@ impl ArchiveStore for Flaky {
         prefix: &'a str,
         from: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
+        self.requests.lock().expect("lock").0 += 1;
         self.inner.list(prefix, from)
     }
 }
@@ -404,10 +424,7 @@ async fn an_archive_write_that_fails_once_is_retried_within_the_run() {
     let moto = Moto::start().await;
     moto.create_bucket(BUCKET).await;
     let (up, _) = s3_up_and_down(&moto).await;
-    let flaky: Arc<dyn ArchiveStore> = Arc::new(Flaky {
-        inner: up.clone(),
-        failures: 1.into(),
-    });
+    let flaky: Arc<dyn ArchiveStore> = Arc::new(Flaky::new(up.clone(), 1));
     let hub = FakeHub::start().await;
     hub.add_fixture_repos();
     let es = FakeEs::start().await;
@@ -608,4 +625,31 @@ async fn the_documented_undelete_brings_back_an_archive_removed_recursively() {
     // Run again with nothing to undo, it is harmless.
     shell(&documented_block("### When archive objects were deleted"));
     assert_eq!(objects(&*store, archive::PREFIX).await, before);
+}
+
+/// What archiving costs in S3 requests (docs/performance.md): a run lists
+/// its run time's prefix and `archive-pending/` and writes one object; a
+/// repeated delivery lists the same, reads the one object there and writes
+/// nothing; a run of a day over also writes the day's marker.
+#[tokio::test]
+async fn a_run_costs_two_listings_and_one_write() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (up, _) = s3_up_and_down(&moto).await;
+    let counting = Arc::new(Flaky::new(up.clone(), 0));
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    let job = job(&es.url(), &hub, counting.clone());
+    let (event, _) = harness::scheduled_event(std::time::Duration::ZERO);
+    handle(&job, &event).await;
+    assert_eq!(counting.take_requests(), (2, 0, 1), "list, get, put");
+    handle(&job, &event).await;
+    assert_eq!(
+        counting.take_requests(),
+        (2, 1, 0),
+        "a repeat reads, writes nothing"
+    );
+    handle(&job, &json!({"time": "2026-03-01T10:00:00Z"})).await;
+    assert_eq!(counting.take_requests(), (2, 0, 2), "object and marker");
 }
