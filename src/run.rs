@@ -96,6 +96,8 @@ pub struct Job<S> {
     /// Where a failed archive write's pending copy waits (see
     /// [`crate::archive::pending`]); `None`: the archive's own store.
     archive_pending: Option<Arc<dyn ArchiveStore>>,
+    /// Archive documents neither store took, for this container's next run.
+    archive_held: crate::archive::pending::Held,
     max_event_age: Duration,
     /// What indexing cost in earlier runs of this container.
     timing: IndexTiming,
@@ -122,6 +124,7 @@ impl<S: SettingsSource> Job<S> {
             spool: None,
             archive: None,
             archive_pending: None,
+            archive_held: Default::default(),
             max_event_age: DEFAULT_MAX_EVENT_AGE,
             timing: IndexTiming::default(),
             metrics_for: None,
@@ -487,7 +490,12 @@ impl<S: SettingsSource> Job<S> {
                     let pending = self.archive_pending.as_deref().unwrap_or(store);
                     Some(
                         crate::archive::pending::archive_run(
-                            store, pending, &documents, &timestamp, deadline,
+                            store,
+                            pending,
+                            &self.archive_held,
+                            &documents,
+                            &timestamp,
+                            deadline,
                         )
                         .await,
                     )

@@ -449,6 +449,49 @@ async fn an_archive_write_that_fails_once_is_retried_within_the_run() {
     );
 }
 
+/// S3 refusing every write, to the archive and to the pending copy alike
+/// (one bucket for both, as in the template): the run counts its documents
+/// as `archive_failed` and the container holds them; its next run, S3
+/// back, writes them: the archive still ends complete, each once.
+#[tokio::test]
+async fn documents_no_store_took_are_held_by_the_container_for_its_next_run() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (up, _) = s3_up_and_down(&moto).await;
+    // Three attempts of the archive write, then the pending copy: refused.
+    let flaky: Arc<dyn ArchiveStore> = Arc::new(Flaky::new(up.clone(), 4));
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let es = FakeEs::start().await;
+    let job = job(&es.url(), &hub, flaky);
+    let (first, _) = harness::scheduled_event(std::time::Duration::from_secs(300));
+    let failed = handle(&job, &first).await;
+    assert_eq!(
+        (
+            &failed["indexed"],
+            &failed["archive_failed"],
+            &failed["archive_pending"]
+        ),
+        (&json!(3), &json!(3), &json!(0)),
+        "{failed}"
+    );
+    assert!(archived_lines(&*up).await.0.is_empty());
+    let (second, _) = harness::scheduled_event(std::time::Duration::ZERO);
+    let back = handle(&job, &second).await;
+    assert_eq!(
+        (
+            &back["archived"],
+            &back["archive_drained"],
+            &back["archive_failed"]
+        ),
+        (&json!(3), &json!(3), &json!(0)),
+        "{back}"
+    );
+    let (lines, by_id) = archived_lines(&*up).await;
+    assert_eq!(lines.len(), 6);
+    assert_eq!(by_id, indexed(&es), "every measurement, once");
+}
+
 /// A false failure: the object landed but the answer was lost, so a
 /// pending copy exists too (here of a day long over, two of its three
 /// documents already archived). Draining writes only the third, marks the

@@ -17,6 +17,46 @@ use crate::document::{Document, RunTime};
 use crate::retry::Deadline;
 use time::OffsetDateTime;
 
+/// The most documents a container holds in memory for the archive when
+/// neither the archive nor the pending store took them (~10 MB).
+pub const MAX_HELD_DOCUMENTS: usize = 50_000;
+
+/// Runs' documents that neither the archive nor the pending store took
+/// (S3 down for both), held by the container: its next run tries them
+/// again. Not durable (a container ends), so they still count as
+/// `archive_failed`; but a warm container, as every few minutes of
+/// schedule keeps, closes the gap once S3 is back.
+#[derive(Debug, Default)]
+pub struct Held(std::sync::Mutex<Vec<Vec<Document>>>);
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Document>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Holds `documents` when there is room; whether it did.
+    fn hold(&self, documents: &[Document]) -> bool {
+        let mut held = self.lock();
+        let count: usize = held.iter().map(Vec::len).sum();
+        let room = count + documents.len() <= MAX_HELD_DOCUMENTS;
+        if room {
+            held.push(documents.to_vec());
+        }
+        room
+    }
+
+    fn take(&self) -> Vec<Vec<Document>> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// Documents held now.
+    pub fn documents(&self) -> usize {
+        self.lock().iter().map(Vec::len).sum()
+    }
+}
+
 /// The pending copy of the archive object `key`.
 pub fn pending_key(key: &str) -> String {
     format!("{PENDING_PREFIX}{key}")
@@ -33,6 +73,12 @@ pub struct RunArchive {
     pub drained: Drained,
     /// This run's documents.
     pub documents: usize,
+    /// Whether this run's documents, taken by neither store, are held in
+    /// memory for the next run.
+    pub held: bool,
+    /// Documents held from earlier runs that reached the archive or a
+    /// pending copy now.
+    pub unheld: usize,
 }
 
 /// What draining pending copies did.
@@ -55,6 +101,7 @@ pub struct Drained {
 pub async fn archive_run(
     archive: &dyn ArchiveStore,
     pending: &dyn ArchiveStore,
+    held: &Held,
     documents: &[Document],
     time: &RunTime,
     deadline: Deadline,
@@ -68,15 +115,52 @@ pub async fn archive_run(
         let own = write_retrying(archive, documents, deadline.less(PUT_TIMEOUT)).await;
         if let Err(error) = &own {
             tracing::warn!(%error, documents = documents.len(), "could not archive this run's documents; keeping a pending copy for a later run");
-            outcome.pending = Some(keep(pending, documents, time, deadline).await);
+            let kept = keep(pending, documents, time, deadline).await;
+            if kept.is_err() {
+                outcome.held = held.hold(documents);
+            }
+            outcome.pending = Some(kept);
         }
         outcome.own = Some(own);
     }
     // Nothing drains into an archive that just failed.
     if !matches!(outcome.own, Some(Err(_))) {
+        outcome.unheld = unhold(archive, pending, held, deadline).await;
         outcome.drained = drain(archive, pending, deadline).await;
     }
     outcome
+}
+
+/// Writes what earlier runs of this container held: into the archive, or
+/// else as a pending copy; what neither takes is held again. The documents
+/// written to the archive.
+async fn unhold(
+    archive: &dyn ArchiveStore,
+    pending: &dyn ArchiveStore,
+    held: &Held,
+    deadline: Deadline,
+) -> usize {
+    let mut unheld = 0;
+    for documents in held.take() {
+        let Some(first) = documents.first() else {
+            continue;
+        };
+        let time = first.timestamp;
+        match write_once(archive, &documents, OffsetDateTime::now_utc(), deadline).await {
+            Ok(written) => unheld += written.written,
+            Err(error) => match keep(pending, &documents, &time, deadline).await {
+                Ok(key) => {
+                    tracing::info!(%error, pending = %key, "held archive documents kept as a pending copy")
+                }
+                Err(_) if held.hold(&documents) => {}
+                Err(_) => tracing::error!(
+                    documents = documents.len(),
+                    "held archive documents dropped: no room"
+                ),
+            },
+        }
+    }
+    unheld
 }
 
 /// Writes the pending copy of `documents` (all stamped `time`); its key.
@@ -224,20 +308,52 @@ pub fn account(outcome: &RunArchive, counts: &mut RunCounts) {
             }
             Some(Err(pending_error)) => {
                 counts.archive_failed = outcome.documents;
+                let held = if outcome.held {
+                    "; held in memory for this container's next run"
+                } else {
+                    ""
+                };
                 tracing::error!(
                     documents = outcome.documents,
                     %error,
                     %pending_error,
-                    "could not archive this run's documents, nor keep a pending copy; Elasticsearch and the spool still have them, but the archive misses this run"
+                    "could not archive this run's documents, nor keep a pending copy; Elasticsearch and the spool still have them, but the archive misses this run{held}"
                 );
             }
             None => counts.archive_failed = outcome.documents,
         },
     }
     let drained = &outcome.drained;
-    counts.archive_drained = drained.documents;
+    counts.archive_drained = drained.documents + outcome.unheld;
     counts.archive_pending_backlog = drained.waiting;
     if let Some(error) = &drained.error {
         tracing::warn!(%error, drained = drained.objects, "pending archive copies wait for a later run");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_holds_at_most_its_share_of_documents() {
+        let document = crate::document::sample("library", "httpd", 1);
+        let held = Held::default();
+        assert!(held.hold(&vec![document.clone(); MAX_HELD_DOCUMENTS - 1]));
+        assert!(!held.hold(&[document.clone(), document.clone()]), "over");
+        assert!(held.hold(std::slice::from_ref(&document)), "exactly full");
+        assert_eq!(held.documents(), MAX_HELD_DOCUMENTS);
+        assert_eq!(held.take().len(), 2);
+        assert_eq!(held.documents(), 0);
+    }
+
+    #[test]
+    fn a_pending_copy_is_named_after_its_archive_key() {
+        assert_eq!(
+            pending_key(
+                "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz"
+            ),
+            "archive-pending/archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz"
+        );
     }
 }
