@@ -185,9 +185,12 @@ impl<S: SettingsSource> Job<S> {
         self
     }
 
-    /// Archives every run's documents in `archive` (S3 or a directory).
+    /// Archives every run's documents in `archive` (S3 or a directory),
+    /// with pending copies in the same store until
+    /// [`Job::with_archive_pending`] says otherwise.
     pub fn with_archive(mut self, archive: Arc<dyn ArchiveStore>) -> Self {
         self.archive = Some(archive);
+        self.archive_pending = None;
         self
     }
 
