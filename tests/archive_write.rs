@@ -673,7 +673,8 @@ async fn the_documented_undelete_brings_back_an_archive_removed_recursively() {
 /// What archiving costs in S3 requests (docs/performance.md): a run lists
 /// its run time's prefix and `archive-pending/` and writes one object; a
 /// repeated delivery lists the same, reads the one object there and writes
-/// nothing; a run of a day over also writes the day's marker.
+/// nothing; a run of a day over also writes the day's marker, before and
+/// after the object.
 #[tokio::test]
 async fn a_run_costs_two_listings_and_one_write() {
     let moto = Moto::start().await;
@@ -694,5 +695,82 @@ async fn a_run_costs_two_listings_and_one_write() {
         "a repeat reads, writes nothing"
     );
     handle(&job, &json!({"time": "2026-03-01T10:00:00Z"})).await;
-    assert_eq!(counting.take_requests(), (2, 0, 2), "object and marker");
+    assert_eq!(
+        counting.take_requests(),
+        (2, 0, 3),
+        "marker, object, marker again"
+    );
+}
+
+/// A store where a compaction runs between a late write's marker and its
+/// object: it deletes the day's marker (as compaction does before listing
+/// the day) just before the object lands.
+struct CompactionInBetween {
+    inner: Arc<dyn ArchiveStore>,
+}
+
+impl ArchiveStore for CompactionInBetween {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), archive::ArchiveError>> {
+        Box::pin(async move {
+            if key.starts_with(archive::PREFIX) {
+                self.inner.delete("parquet-due/2026-03-01").await?;
+            }
+            self.inner.put(key, body).await
+        })
+    }
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<u8>, archive::ArchiveError>> {
+        self.inner.get(key)
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        from: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
+        self.inner.list(prefix, from)
+    }
+}
+
+/// A compaction that deleted the day's marker and listed the day just
+/// before a late object landed has not seen it: the marker is written
+/// again after the object, so the day is compacted again.
+#[tokio::test]
+async fn a_late_object_landing_after_a_compaction_listed_its_day_marks_it_again() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let (up, _) = s3_up_and_down(&moto).await;
+    let store = CompactionInBetween { inner: up.clone() };
+    let document = Document {
+        timestamp: RunTime::parse("2026-03-01T10:00:00Z").expect("time"),
+        stats: RepositoryStats {
+            namespace: "library".into(),
+            name: "httpd".into(),
+            pull_count: 7,
+            star_count: 1,
+            collaborator_count: Some(0),
+        },
+    };
+    let written = archive::write::write_once(
+        &store,
+        std::slice::from_ref(&document),
+        time::OffsetDateTime::now_utc(),
+        harness::deadline(),
+    )
+    .await
+    .expect("written");
+    assert_eq!(written.written, 1);
+    let bucket = moto.keys(BUCKET).await;
+    assert!(
+        bucket.contains(&"parquet-due/2026-03-01".to_owned()),
+        "{bucket:?}"
+    );
 }

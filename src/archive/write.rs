@@ -11,7 +11,10 @@
 //!
 //! An object written for a day that is already over (a late run, a drained
 //! pending copy, an import) also leaves the empty marker
-//! `parquet-due/YYYY-MM-DD`, so compaction knows to do that day again.
+//! `parquet-due/YYYY-MM-DD`, so compaction knows to do that day again. It
+//! is written before the object and again after it; compaction deletes a
+//! day's marker first and lists the day after, so no late object can slip
+//! between a compaction's listing and its deleting the marker.
 
 use super::{ArchiveError, ArchiveStore, PUT_TIMEOUT, SUFFIX, decode, encode, partition};
 use crate::document::{Document, RunTime};
@@ -162,18 +165,31 @@ pub async fn write_once(
             location: at(&key),
             message: e.to_string(),
         })?;
-        // The marker first: a marker without its object costs one needless
-        // compaction; an object without its marker a stale Parquet day.
-        if let Some(marker) = due_marker(time, now) {
+        // The marker before the object (a crash between them costs one
+        // needless compaction, never a stale Parquet day) and again after
+        // it: compaction deletes the marker before it lists the day, so a
+        // compaction that listed the day without this object has deleted
+        // the first marker, and the second one brings it back.
+        let marker = due_marker(time, now);
+        if let Some(marker) = &marker {
             bounded(
                 deadline,
                 "writing",
-                || at(&marker),
-                store.put(&marker, Vec::new()),
+                || at(marker),
+                store.put(marker, Vec::new()),
             )
             .await?;
         }
         bounded(deadline, "writing", || at(&key), store.put(&key, body)).await?;
+        if let Some(marker) = &marker {
+            bounded(
+                deadline,
+                "writing",
+                || at(marker),
+                store.put(marker, Vec::new()),
+            )
+            .await?;
+        }
         outcome.written += new.len();
         outcome.keys.push(key);
     }
