@@ -7,7 +7,7 @@
 //!
 //! It writes `--runs` runs (288: one day at the five-minute schedule) of
 //! `--repos` repositories to a directory archive with the real code
-//! (`archive::write`: the same encoding and gzip level as in Lambda), then
+//! (`archive::write::write_once`: the same encoding and gzip level as in Lambda), then
 //! reports the objects' sizes, the bytes per day, month and year, and the
 //! CPU time to encode (JSON + gzip) and to decode an object. The repositories are synthetic
 //! but shaped like real ones: names of 3 to 30 characters in a few dozen
@@ -134,15 +134,16 @@ async fn main() {
         let encoded = archive::encode(&documents).expect("encode");
         encode_time += started.elapsed();
         drop(encoded);
-        let key = archive::write(
+        let written = archive::write::write_once(
             &store,
             &documents,
-            &time,
+            time::OffsetDateTime::now_utc(),
             Deadline::after(Duration::from_secs(60)),
         )
         .await
         .expect("write");
-        let body = store.get(&key).await.expect("read");
+        let key = written.keys.first().expect("one object written");
+        let body = store.get(key).await.expect("read");
         let started = Instant::now();
         let decoded = archive::decode(&body).expect("decode");
         decode_time += started.elapsed();

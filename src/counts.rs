@@ -115,9 +115,21 @@ run_counts! {
     bulk_requests: usize;
     /// Spooled documents re-sent and found already indexed (409).
     drained_already_indexed: usize => "DrainedAlreadyIndexed" Count;
-    /// Documents written to the archive.
+    /// This run's documents written to the archive now.
     archived: usize => "Archived" Count;
-    /// Documents whose archive write failed.
+    /// This run's documents the archive already held (an event delivered
+    /// twice, a retried run): not written again.
+    already_archived: usize;
+    /// This run's documents whose archive write failed (after retries) and
+    /// that wait as a pending copy under `archive-pending/` for a later run.
+    archive_pending: usize => "ArchivePending" Count;
+    /// Documents of earlier runs' pending copies written to the archive now.
+    archive_drained: usize => "ArchiveDrained" Count;
+    /// Pending archive copies still waiting after this run; `None` when
+    /// they were not listed (no drain: the archive had just failed).
+    archive_pending_backlog: Option<usize>;
+    /// This run's documents neither archived nor kept as a pending copy:
+    /// the archive misses them.
     archive_failed: usize => "ArchiveFailed" Count;
 }
 

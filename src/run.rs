@@ -93,6 +93,11 @@ pub struct Job<S> {
     spool: Option<Arc<dyn SpoolStore>>,
     /// Where every run's documents are archived (see [`crate::archive`]).
     archive: Option<Arc<dyn ArchiveStore>>,
+    /// Where a failed archive write's pending copy waits (see
+    /// [`crate::archive::pending`]); `None`: the archive's own store.
+    archive_pending: Option<Arc<dyn ArchiveStore>>,
+    /// Archive documents neither store took, for this container's next run.
+    archive_held: crate::archive::pending::Held,
     max_event_age: Duration,
     /// What indexing cost in earlier runs of this container.
     timing: IndexTiming,
@@ -118,6 +123,8 @@ impl<S: SettingsSource> Job<S> {
             bulk_options: BulkOptions::default(),
             spool: None,
             archive: None,
+            archive_pending: None,
+            archive_held: Default::default(),
             max_event_age: DEFAULT_MAX_EVENT_AGE,
             timing: IndexTiming::default(),
             metrics_for: None,
@@ -178,9 +185,19 @@ impl<S: SettingsSource> Job<S> {
         self
     }
 
-    /// Archives every run's documents in `archive` (S3 or a directory).
+    /// Archives every run's documents in `archive` (S3 or a directory),
+    /// with pending copies in the same store until
+    /// [`Job::with_archive_pending`] says otherwise.
     pub fn with_archive(mut self, archive: Arc<dyn ArchiveStore>) -> Self {
         self.archive = Some(archive);
+        self.archive_pending = None;
+        self
+    }
+
+    /// Keeps pending copies of failed archive writes in `pending` (the
+    /// spool's bucket) rather than in the archive's own store.
+    pub fn with_archive_pending(mut self, pending: Arc<dyn ArchiveStore>) -> Self {
+        self.archive_pending = Some(pending);
         self
     }
 
@@ -472,15 +489,28 @@ impl<S: SettingsSource> Job<S> {
         // failed delivery fails the run.
         let archiving = async {
             match self.archive.as_deref() {
-                Some(store) if !documents.is_empty() => {
-                    Some(crate::archive::write(store, &documents, &timestamp, deadline).await)
+                Some(store) => {
+                    let pending = self.archive_pending.as_deref().unwrap_or(store);
+                    Some(
+                        crate::archive::pending::archive_run(
+                            store,
+                            pending,
+                            &self.archive_held,
+                            &documents,
+                            &timestamp,
+                            deadline,
+                        )
+                        .await,
+                    )
                 }
-                _ => None,
+                None => None,
             }
         };
         let delivering = deliverer.deliver(entries, &timestamp, deadline, counts);
         let (archived, delivery) = tokio::join!(archiving, delivering);
-        crate::archive::account(archived, documents.len(), counts);
+        if let Some(archived) = &archived {
+            crate::archive::pending::account(archived, counts);
+        }
         drop(documents);
         let delivery = delivery?;
         summary.counts = counts.clone();

@@ -58,6 +58,13 @@ pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob,
     }
     if let Some(bucket) = &env.archive_bucket {
         job = job.with_archive(Arc::new(S3Archive::new(spool::s3_client(&aws), bucket)));
+        // Pending archive copies beside the spool (see archive::pending).
+        if let Some(spool_bucket) = &env.spool_bucket {
+            job = job.with_archive_pending(Arc::new(S3Archive::new(
+                spool::s3_client(&aws),
+                spool_bucket,
+            )));
+        }
     }
     Ok(job)
 }

@@ -1235,6 +1235,97 @@ fn the_archive_is_kept_forever_unless_archive_retention_days_is_set() {
     );
 }
 
+/// Issue 21, item 6: the history survives `aws s3 rm --recursive` on its
+/// prefix and the deletion of the stack. The archive's bucket is versioned
+/// and retained; the prefixes that churn (spool/, archive-pending/,
+/// parquet-due/) shed noncurrent versions after a week, archive/'s are
+/// kept unless ArchiveRetentionDays asks otherwise.
+#[test]
+fn the_archive_bucket_is_versioned_retained_and_only_churn_versions_expire() {
+    let t = Template::load();
+    let variables = &t.function_prop("Environment")["Variables"];
+    let archive_id = variables["ARCHIVE_BUCKET"]["Ref"]
+        .as_str()
+        .expect("ARCHIVE_BUCKET is a Ref to a bucket of the stack");
+    let bucket = t.resource(archive_id);
+    assert_eq!(bucket["Type"], "AWS::S3::Bucket");
+    assert_eq!(bucket["DeletionPolicy"], "Retain", "kept with the stack");
+    assert_eq!(bucket["UpdateReplacePolicy"], "Retain", "kept on replace");
+    assert_eq!(
+        bucket["Properties"]["VersioningConfiguration"]["Status"], "Enabled",
+        "a deleted archive object can be brought back"
+    );
+
+    for overrides in [vec![], vec![("ArchiveRetentionDays", "365")]] {
+        let rules = lifecycle_rules(&t, &overrides);
+        let noncurrent: BTreeMap<String, Value> = rules
+            .iter()
+            .filter(|r| r["Status"] == "Enabled")
+            .filter_map(|r| {
+                let days = &r["NoncurrentVersionExpiration"]["NoncurrentDays"];
+                (!days.is_null()).then(|| {
+                    let prefix = r["Prefix"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("a noncurrent rule without Prefix: {r}"));
+                    (prefix.to_owned(), days.clone())
+                })
+            })
+            .collect();
+        for prefix in ["spool/", "archive-pending/", "parquet-due/"] {
+            assert_eq!(
+                noncurrent.get(prefix),
+                Some(&json!(7)),
+                "{overrides:?}: {prefix}"
+            );
+        }
+        // archive-pending/ copies wait however long the archive needs.
+        let pending = rules
+            .iter()
+            .find(|r| r["Prefix"] == "archive-pending/")
+            .expect("pending rule");
+        assert!(pending["ExpirationInDays"].is_null(), "{pending}");
+        // Every noncurrent rule's prefix is disjoint from archive/, except
+        // the archive's own retention rule when asked for.
+        let archive_noncurrent = noncurrent.get("archive/");
+        if overrides.is_empty() {
+            assert_eq!(archive_noncurrent, None, "archive/ versions are kept");
+        } else {
+            assert_eq!(archive_noncurrent, Some(&json!(30)));
+        }
+        for prefix in noncurrent.keys().filter(|p| p.as_str() != "archive/") {
+            assert!(
+                !"archive/year=2026/month=01/day=01/x.ndjson.gz".starts_with(prefix.as_str()),
+                "{prefix} covers the archive"
+            );
+        }
+    }
+}
+
+/// No template comment and no document suggests `aws s3 rb --force` (or
+/// `--recursive` removal) on the bucket that holds the history.
+#[test]
+fn nothing_suggests_deleting_the_history_bucket_by_force() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/template.yaml"), format!("{root}/README.md")];
+    for entry in std::fs::read_dir(format!("{root}/docs")).expect("docs/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) == Some("md") {
+            files.push(path.display().to_string());
+        }
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        for (number, line) in text.lines().enumerate() {
+            let lower = line.to_lowercase();
+            assert!(
+                !(lower.contains("s3 rb") || lower.contains("rb s3://")),
+                "{file}:{}: suggests deleting the bucket: {line}",
+                number + 1
+            );
+        }
+    }
+}
+
 #[test]
 fn function_may_use_only_the_spool_and_archive_prefixes() {
     let t = Template::load();
@@ -1248,8 +1339,8 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
         .collect();
     assert_eq!(
         s3.len(),
-        4,
-        "list and objects, for spool/ and for archive/: {s3:?}"
+        7,
+        "list and objects, for spool/, archive/ and archive-pending/, and the parquet-due/ markers: {s3:?}"
     );
 
     let mut listed = BTreeSet::new();
@@ -1288,8 +1379,12 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
         BTreeSet::from([
             vec!["spool/".to_string(), "spool/*".to_string()],
             vec!["archive/".to_string(), "archive/*".to_string()],
+            vec![
+                "archive-pending/".to_string(),
+                "archive-pending/*".to_string()
+            ],
         ]),
-        "listing is limited to spool/ and archive/"
+        "listing is limited to spool/, archive/ and archive-pending/"
     );
     let set =
         |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
@@ -1304,6 +1399,17 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
             (
                 format!("${{{bucket_id}.Arn}}/archive/*"),
                 set(&["s3:GetObject", "s3:PutObject"])
+            ),
+            // Pending copies of failed archive writes: written, read back
+            // and deleted once they are in archive/.
+            (
+                format!("${{{bucket_id}.Arn}}/archive-pending/*"),
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+            ),
+            // Days to compact again: written only.
+            (
+                format!("${{{bucket_id}.Arn}}/parquet-due/*"),
+                set(&["s3:PutObject"])
             ),
         ]),
         "object actions"

@@ -17,13 +17,16 @@
 //! document. The partition is the documents' UTC day (every document of a
 //! run shares the run's `@timestamp`), and the name starts with that time at
 //! fixed width, so keys sort as the measurements do: replay lists the
-//! partitions of its range and goes in order. The 16 hex digits are the
-//! write time in milliseconds (11 digits) and 20 random bits: unique, and
-//! two objects of the same run time (a retried invocation) sort in the order
-//! they were written, the order in which Elasticsearch saw them.
+//! partitions of its range and goes in order. The 16 hex digits name what
+//! the object holds (see [`write`]): a retried event writes the same key,
+//! and every write is conditional (`If-None-Match: *`), so each measurement
+//! is archived once and nothing is ever overwritten. A write that fails is
+//! kept as a pending copy and drained by later runs (see [`pending`]).
+
+pub mod pending;
+pub mod write;
 
 use crate::document::{Document, RepositoryStats, RunTime};
-use crate::retry::Deadline;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,6 +38,9 @@ use time::{Date, Month, OffsetDateTime};
 
 /// Every archive object lives under this prefix.
 pub const PREFIX: &str = "archive/";
+/// Pending copies of archive objects whose write failed (see [`pending`]):
+/// `archive-pending/<archive key>`.
+pub const PENDING_PREFIX: &str = "archive-pending/";
 /// Every archive object's name ends so.
 pub const SUFFIX: &str = ".ndjson.gz";
 /// The most one archive write may take: it runs beside indexing and must
@@ -58,7 +64,11 @@ pub struct ArchiveError {
 pub trait ArchiveStore: Send + Sync {
     /// `s3://bucket/` or a directory, for messages.
     fn location(&self) -> String;
-    /// Writes a whole object; afterwards it is durable.
+    /// Creates a whole object unless `key` exists; afterwards it is
+    /// durable. An existing object is success and is left as it is (S3
+    /// `If-None-Match: *`; a directory links, never renames over): keys
+    /// name their content, so it holds the same documents, and two writers
+    /// never overwrite each other.
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), ArchiveError>>;
     /// Reads a whole object; a missing one is an error.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArchiveError>>;
@@ -70,6 +80,18 @@ pub trait ArchiveStore: Send + Sync {
         prefix: &'a str,
         from: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>>;
+    /// Deletes an object; one that is gone is not an error. Only pending
+    /// copies are ever deleted (see [`pending`]); a store that cannot
+    /// delete says so.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        Box::pin(async move {
+            Err(ArchiveError {
+                operation: "deleting",
+                location: format!("{}{key}", self.location()),
+                message: "this store cannot delete objects".into(),
+            })
+        })
+    }
 }
 
 /// `archive/year=YYYY/month=MM/day=DD/`: the partition of documents stamped
@@ -84,7 +106,9 @@ pub fn partition(time: &RunTime) -> String {
     )
 }
 
-/// The key of a new object holding documents stamped `time`.
+/// A unique key for an object holding documents from `time` on (export's
+/// batches; a run's own objects take [`write::content_key`]): the write
+/// time in milliseconds (11 hex digits) and 20 random bits.
 pub fn object_key(time: &RunTime) -> String {
     let written = crate::retry::unix_now_millis() & 0xfff_ffff_ffff;
     format!(
@@ -241,58 +265,6 @@ pub fn trim(source: &Value) -> Result<Document, String> {
     })
 }
 
-/// Archives `documents` (all stamped `time`) as one new object, within
-/// [`PUT_TIMEOUT`] and the deadline; its key on success.
-pub async fn write(
-    store: &dyn ArchiveStore,
-    documents: &[Document],
-    time: &RunTime,
-    deadline: Deadline,
-) -> Result<String, ArchiveError> {
-    let key = object_key(time);
-    let failed = |operation, message: String| ArchiveError {
-        operation,
-        location: format!("{}{key}", store.location()),
-        message,
-    };
-    let body = encode(documents).map_err(|e| failed("encoding", e.to_string()))?;
-    let limit = deadline.timeout(PUT_TIMEOUT);
-    match tokio::time::timeout(limit, store.put(&key, body)).await {
-        Ok(Ok(())) => Ok(key),
-        Ok(Err(error)) => Err(error),
-        Err(_) => Err(failed(
-            "writing",
-            format!("no answer within {} ms", limit.as_millis()),
-        )),
-    }
-}
-
-/// Counts and logs a run's archive write (`None`: no archive, or nothing
-/// to archive). A failure is logged as an error and counted in
-/// `archive_failed` (the `ArchiveFailed` metric and its alarm); it never
-/// fails the run by itself.
-pub fn account(
-    outcome: Option<Result<String, ArchiveError>>,
-    documents: usize,
-    counts: &mut crate::counts::RunCounts,
-) {
-    match outcome {
-        None => {}
-        Some(Ok(key)) => {
-            counts.archived = documents;
-            tracing::debug!(documents, key = %key, "archived");
-        }
-        Some(Err(error)) => {
-            counts.archive_failed = documents;
-            tracing::error!(
-                documents,
-                %error,
-                "could not archive this run's documents; Elasticsearch and the spool still have them, but the archive misses this run"
-            );
-        }
-    }
-}
-
 /// The store `--archive` names: `s3://BUCKET` (the AWS SDK's usual
 /// configuration), or a directory.
 pub async fn open(spec: &str) -> Result<Arc<dyn ArchiveStore>, ArchiveError> {
@@ -366,18 +338,47 @@ impl ArchiveStore for S3Archive {
 
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), ArchiveError>> {
         Box::pin(async move {
-            self.client
+            // A gzip file, not a gzip-encoded transfer: no Content-Encoding,
+            // so no client unzips it behind the reader's back and `.gz`
+            // always holds gzip. Markers (empty) are plain.
+            let content_type = if key.ends_with(SUFFIX) {
+                "application/gzip"
+            } else {
+                "application/octet-stream"
+            };
+            let sent = self
+                .client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
-                // A gzip file, not a gzip-encoded transfer: no
-                // Content-Encoding, so no client unzips it behind the
-                // reader's back and `.gz` always holds gzip.
-                .content_type("application/gzip")
+                .content_type(content_type)
+                // Create, never replace: a retried event, a false failure
+                // (the object landed, the answer did not) and another stack
+                // sharing the bucket all find the object there.
+                .if_none_match("*")
                 .body(body.into())
                 .send()
+                .await;
+            match sent {
+                Ok(_) => Ok(()),
+                Err(error) if already_exists(&error) => {
+                    tracing::debug!(key, "archive object already there");
+                    Ok(())
+                }
+                Err(error) => Err(self.sdk_error("writing", "s3:PutObject", key, &error)),
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        Box::pin(async move {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
                 .await
-                .map_err(|e| self.sdk_error("writing", "s3:PutObject", key, &e))?;
+                .map_err(|e| self.sdk_error("deleting", "s3:DeleteObject", key, &e))?;
             Ok(())
         })
     }
@@ -439,16 +440,34 @@ impl ArchiveStore for S3Archive {
     }
 }
 
-/// Whether `key` names an archive object (not a temporary or foreign file).
+/// Whether a conditional PUT's error says the key exists: 412
+/// `PreconditionFailed`, or 409 `ConditionalRequestConflict` (a concurrent
+/// write of the same key won). Either way the object is there.
+fn already_exists<E>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    let code = aws_sdk_s3::error::ProvideErrorMetadata::code(error);
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    matches!(
+        code,
+        Some("PreconditionFailed" | "ConditionalRequestConflict")
+    ) || status == Some(412)
+}
+
+/// Whether `key` names an archive object or a pending copy of one (not a
+/// temporary or foreign file).
 fn is_object_key(key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key);
-    key.starts_with(PREFIX) && name.ends_with(SUFFIX) && !name.starts_with('.')
+    (key.starts_with(PREFIX) || key.starts_with(PENDING_PREFIX))
+        && name.ends_with(SUFFIX)
+        && !name.starts_with('.')
 }
 
 /// The archive in a directory (`--archive DIR`): `DIR/archive/…`, the same
-/// layout as in S3, so `aws s3 sync` makes one from the other. Objects are
-/// written to a temporary name and renamed: a crash never leaves half an
-/// object behind.
+/// layout as in S3, so `aws s3 sync` makes one from the other.
 #[derive(Debug, Clone)]
 pub struct DirArchive {
     root: PathBuf,
@@ -467,6 +486,9 @@ impl DirArchive {
         }
     }
 
+    /// Writes to a temporary name, then links it to `key`: a crash never
+    /// leaves half an object, and like S3's `If-None-Match: *` an existing
+    /// object is kept as it is (the link fails; that is success).
     fn write(&self, key: &str, body: &[u8]) -> Result<(), ArchiveError> {
         let path = self.root.join(key);
         let parent = path.parent().unwrap_or(&self.root);
@@ -475,13 +497,25 @@ impl DirArchive {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let temporary = parent.join(format!(".{name}.tmp"));
+        // Unique per writer: two processes writing one key never share it.
+        let temporary = parent.join(format!(
+            ".{name}.{}-{:016x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
         let written = std::fs::File::create(&temporary).and_then(|mut file| {
             file.write_all(body)?;
             file.sync_all()
         });
-        written.map_err(|e| self.error("writing", &temporary, e))?;
-        std::fs::rename(&temporary, &path).map_err(|e| self.error("writing", &path, e))
+        let linked = written
+            .map_err(|e| self.error("writing", &temporary, e))
+            .and_then(|()| match std::fs::hard_link(&temporary, &path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(self.error("writing", &path, e)),
+            });
+        let _ = std::fs::remove_file(&temporary);
+        linked
     }
 
     /// Every object key under `dir` (a directory of the layout), unsorted.
@@ -532,6 +566,18 @@ impl ArchiveStore for DirArchive {
         })
     }
 
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        Box::pin(async move {
+            let path = self.root.join(key);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(self.error("deleting", &path, e))
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn list<'a>(
         &'a self,
         prefix: &'a str,
@@ -552,6 +598,7 @@ impl ArchiveStore for DirArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::Deadline;
     use serde_json::json;
 
     fn time(text: &str) -> RunTime {
@@ -779,14 +826,15 @@ mod tests {
             "2026-01-01T00:00:00Z",
         ] {
             let documents = [document(at, "httpd", 1, Some(0))];
-            let key = write(
+            let written = write::write_once(
                 &store,
                 &documents,
-                &time(at),
+                OffsetDateTime::now_utc(),
                 Deadline::after(Duration::from_secs(5)),
             )
             .await
             .expect("writes");
+            let key = written.keys[0].clone();
             let decoded = decode(&store.get(&key).await.expect("reads")).expect("decodes");
             assert_eq!(decoded.documents, documents);
             keys.push(key);
@@ -808,6 +856,52 @@ mod tests {
         assert!(store.get("archive/missing.ndjson.gz").await.is_err());
         let leftovers = store.list("archive/year=2026/month=01/day=31/", None).await;
         assert_eq!(leftovers.expect("list").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Like S3's `If-None-Match: *`: a key once written keeps its first
+    /// body, no temporary file is left, and pending copies list and delete.
+    #[tokio::test]
+    async fn a_directory_archive_never_overwrites_and_deletes_pending_copies() {
+        let dir = std::env::temp_dir().join(format!(
+            "docker-pulls-archive-once-{}-{:x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let store = DirArchive::new(&dir);
+        let key =
+            "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz";
+        store.put(key, b"first".to_vec()).await.expect("created");
+        store
+            .put(key, b"second".to_vec())
+            .await
+            .expect("exists: success");
+        assert_eq!(store.get(key).await.expect("read"), b"first");
+        let folder = dir.join("archive/year=2026/month=01/day=05");
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary left: {names:?}");
+        let pending = format!("{PENDING_PREFIX}{key}");
+        store
+            .put(&pending, b"copy".to_vec())
+            .await
+            .expect("pending");
+        assert_eq!(
+            store.list(PENDING_PREFIX, None).await.expect("list"),
+            std::slice::from_ref(&pending)
+        );
+        assert_eq!(store.list(PREFIX, None).await.expect("list"), [key]);
+        store.delete(&pending).await.expect("deleted");
+        store.delete(&pending).await.expect("gone is fine");
+        assert!(
+            store
+                .list(PENDING_PREFIX, None)
+                .await
+                .expect("list")
+                .is_empty()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
