@@ -2105,3 +2105,69 @@ fn samconfig_has_deploy_defaults_as_sam_reads_them() {
         json!(["F=/target(/|$)", "F=\\.log$"])
     );
 }
+
+/// The services CloudFormation calls to create each resource type the
+/// template declares (SAM's function expands to a function, its role, its
+/// schedule rule and its invoke config).
+fn deploy_services(kind: &str) -> Vec<&'static str> {
+    match kind {
+        "AWS::Serverless::Function" => vec!["lambda", "iam", "events"],
+        "AWS::CloudWatch::Alarm" | "AWS::CloudWatch::Dashboard" => vec!["cloudwatch"],
+        "AWS::IAM::Role" => vec!["iam"],
+        "AWS::Logs::LogGroup" => vec!["logs"],
+        "AWS::S3::Bucket" | "AWS::S3::BucketPolicy" => vec!["s3"],
+        "AWS::SNS::Topic" | "AWS::SNS::Subscription" | "AWS::SNS::TopicPolicy" => vec!["sns"],
+        "AWS::SQS::Queue" | "AWS::SQS::QueuePolicy" => vec!["sqs"],
+        "AWS::Events::Rule" => vec!["events"],
+        "AWS::Lambda::Permission" | "AWS::Lambda::EventInvokeConfig" => vec!["lambda"],
+        other => panic!(
+            "template.yaml declares {other}: add what deploying it takes to docs/deployer-policy.json and here"
+        ),
+    }
+}
+
+#[test]
+fn the_documented_deployer_policy_covers_every_resource_the_template_creates() {
+    let path = root().join("docs/deployer-policy.json");
+    let text = std::fs::read_to_string(&path).expect("docs/deployer-policy.json");
+    let policy: Value = serde_json::from_str(&text).expect("the deployer policy is JSON");
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .inspect(|s| assert_eq!(s["Effect"], "Allow", "{s}"))
+        .flat_map(actions)
+        .collect();
+    let template = Template::load();
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    for resource in template.resources().values() {
+        let kind = resource["Type"].as_str().expect("Type");
+        needed.extend(deploy_services(kind));
+    }
+    for service in &needed {
+        assert!(
+            granted.iter().any(|a| a.starts_with(&format!("{service}:"))),
+            "docs/deployer-policy.json grants nothing on {service}, which the template needs"
+        );
+    }
+    // Creating the role the function runs as means passing it, and SAM's
+    // transform and change sets are how `sam deploy` works.
+    for action in [
+        "iam:PassRole",
+        "iam:CreateRole",
+        "cloudformation:CreateChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "lambda:CreateFunction",
+        "ssm:PutParameter",
+    ] {
+        assert!(
+            granted.contains(action),
+            "docs/deployer-policy.json lacks {action}"
+        );
+    }
+    let docs = std::fs::read_to_string(root().join("docs/deploy.md")).expect("deploy.md");
+    assert!(
+        docs.contains("deployer-policy.json"),
+        "docs/deploy.md shows the deployer policy"
+    );
+}
