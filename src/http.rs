@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the Docker Hub client, the bulk sink and setup:
-//! capped body reads and one-line error chains that never show a URL.
+//! capped body reads and one-line error chains that never show a URL or a
+//! secret ([`crate::secrets::clean`]).
 
 use reqwest::Response;
 
@@ -13,14 +14,14 @@ pub fn error_chain(error: &reqwest::Error) -> String {
             .replace(url.as_str(), "");
     }
     push_causes(&mut text, error);
-    text
+    crate::secrets::clean(&text)
 }
 
 /// Any error and its causes on one line: `error: cause: cause`.
 pub fn causes_on_one_line(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     push_causes(&mut text, error);
-    text
+    crate::secrets::clean(&text)
 }
 
 fn push_causes(text: &mut String, error: &dyn std::error::Error) {
@@ -70,7 +71,7 @@ pub fn transport_reason(service: &str, error: &reqwest::Error) -> String {
     while let Some(source) = innermost.source() {
         innermost = source;
     }
-    let cause = innermost.to_string();
+    let cause = crate::secrets::clean(&innermost.to_string());
     if error.is_connect() {
         format!("could not connect to {service} at {origin}: {cause}")
     } else {

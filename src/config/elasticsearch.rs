@@ -215,6 +215,10 @@ pub(super) fn read<'a>(
                     None => url_credentials.unwrap_or(EsAuth::None),
                 },
             };
+            // The header carries base64(user:password): mask that too.
+            if let EsAuth::Basic { username, password } = &auth {
+                crate::secrets::register_basic(username, password.expose());
+            }
             if auth.header_value().is_some() && auth.header().is_none() {
                 let name = match auth {
                     EsAuth::ApiKey(_) => "elasticsearch/api_key",

@@ -32,13 +32,18 @@ pub const DEFAULT_PIPELINE: &str = "docker-hub-pulls";
 /// The `elasticsearch/pipeline` value that turns the pipeline off.
 pub const NO_PIPELINE: &str = "none";
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
+/// A value that must never be printed: there is no `Display`, and `Debug`
+/// shows `Secret(***)`. Making one registers the value with
+/// [`crate::secrets`], so a server that echoes it back (AWS does) has it
+/// masked in every message, log line and error.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        crate::secrets::register(&value);
+        Self(value)
     }
 
     /// The value itself, for the one place that sends it.

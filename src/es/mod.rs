@@ -279,8 +279,13 @@ fn host_header(url: &Url) -> String {
 
 /// Elasticsearch's `error.type: error.reason`, AWS's `message` (how Amazon
 /// OpenSearch Service and Serverless refuse a signature or a role), or the
-/// start of the body.
+/// start of the body; cleaned of credentials ([`crate::secrets::clean`]),
+/// since AWS echoes the `Authorization` header and the security token.
 pub fn error_reason(body: &[u8]) -> String {
+    crate::secrets::clean(&raw_error_reason(body))
+}
+
+fn raw_error_reason(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Envelope {
         error: ErrorField,

@@ -137,6 +137,11 @@ impl AwsSigning {
                 return stale_but_valid(cache.as_ref(), now, reason);
             }
         };
+        // A signature mismatch answer may echo the session token: mask it.
+        crate::secrets::register(loaded.secret_access_key());
+        if let Some(token) = loaded.session_token() {
+            crate::secrets::register(token);
+        }
         let refresh_at = match loaded.expiry() {
             Some(expiry) => expiry
                 .checked_sub(REFRESH_BEFORE_EXPIRY)
