@@ -657,6 +657,49 @@ async fn a_signature_for_another_region_is_refused_and_spooled() {
     );
 }
 
+/// A domain in another region than the function's: signed for the region
+/// `elasticsearch/aws_region` names (the endpoint's host names none here),
+/// which botocore, verifying for that region only, accepts.
+#[tokio::test]
+async fn a_domain_in_another_region_is_signed_for_its_region() {
+    let w = world().await;
+    let other = "ap-southeast-4";
+    let proxy = Proxy::start(&w.es.url(), "es", &[our_key()], &["--region", other]);
+    let aws = sdk_config(static_credentials(), Some(REGION), None);
+    let parameters: std::collections::BTreeMap<String, String> = [
+        ("images", IMAGES.join(",")),
+        ("elasticsearch/url", proxy.url.clone()),
+        ("elasticsearch/aws_auth", "es".to_owned()),
+        ("elasticsearch/aws_region", other.to_owned()),
+        ("elasticsearch/pipeline", "none".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let settings = Settings::from_parameters(
+        "/docker-pulls",
+        &parameters,
+        docker_pulls::config::Needs::ALL,
+    )
+    .expect("valid settings");
+    let spool = Arc::new(MemorySpool::default());
+    let job = w.job(settings, &aws, &spool);
+    let summary = run_at(&job, TIME).await.expect("run succeeds");
+    assert_eq!((summary.indexed, summary.spooled), (3, 0), "{summary:?}");
+    assert_eq!(w.indexed(), expected_documents());
+    proxy.assert_all_ok();
+
+    // Without the parameter the function's own region is signed for, and
+    // refused, as before.
+    let w = world().await;
+    let proxy = Proxy::start(&w.es.url(), "es", &[our_key()], &["--region", other]);
+    let (reason, _) = refused_run(&w, &proxy, &proxy.url, aws).await;
+    assert!(
+        reason.contains("Credential should be scoped to a valid region, not 'us-east-1'"),
+        "{reason}"
+    );
+}
+
 #[tokio::test]
 async fn a_stale_signature_date_is_refused_and_spooled() {
     let w = world().await;

@@ -11,7 +11,10 @@ mod elasticsearch;
 mod environment;
 mod ssm;
 
-pub use elasticsearch::{AOSS_PIPELINE_REFUSED, AwsService, EsAuth, EsSettings, decode_cloud_id};
+pub use elasticsearch::{
+    AOSS_PIPELINE_REFUSED, AwsService, EsAuth, EsSettings, decode_cloud_id, region_from_host,
+    signing_region,
+};
 pub use environment::Environment;
 pub use ssm::{ParameterStore, SsmParameterStore, SsmSettings};
 
@@ -467,6 +470,39 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("never-printed"), "{err}");
+    }
+
+    #[test]
+    fn aws_region_is_read_and_checked_against_the_host() {
+        let custom = ("elasticsearch/url", "https://opensearch.internal.example");
+        let s = settings(&[
+            ("images", "httpd"),
+            custom,
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/aws_region", "ap-northeast-3"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.elasticsearch.expect("es").aws_region.as_deref(),
+            Some("ap-northeast-3")
+        );
+        let err = settings(&[
+            ("images", "httpd"),
+            (
+                "elasticsearch/url",
+                "https://search-d.eu-west-1.es.amazonaws.com",
+            ),
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/aws_region", "us-east-1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "invalid SSM parameter /docker-pulls/elasticsearch/aws_region: us-east-1 differs"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

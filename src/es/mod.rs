@@ -105,7 +105,7 @@ impl EsClient {
         };
         let signer = aws
             .ok_or_else(|| "this process was started without an AWS configuration".to_owned())
-            .and_then(|aws| aws.signer(service))
+            .and_then(|aws| aws.signer(service, self.settings.aws_region.as_deref()))
             .map_err(|reason| Error::AwsSigning {
                 url: self.settings.url.clone(),
                 service: service.signing_name(),
@@ -450,6 +450,7 @@ mod tests {
                 auth: crate::config::EsAuth::None,
                 index_prefix: "docker-pulls".into(),
                 pipeline: None,
+                aws_region: None,
             },
         );
         let url = client
@@ -486,6 +487,7 @@ mod tests {
             auth: crate::config::EsAuth::Aws(crate::config::AwsService::Es),
             index_prefix: "docker-pulls".into(),
             pipeline: None,
+            aws_region: None,
         };
         let client = EsClient::new(reqwest::Client::new(), settings.clone());
         let request = EsRequest {

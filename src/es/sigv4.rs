@@ -89,12 +89,21 @@ impl AwsSigning {
         }
     }
 
-    /// A signer for `service`; the reason when this configuration cannot
-    /// sign at all (no region, no credentials provider).
-    pub(crate) fn signer(&self, service: AwsService) -> Result<Signer, String> {
-        let Some(region) = self.inner.region.clone() else {
+    /// A signer for `service` in `region` (the endpoint's, see
+    /// [`crate::config::signing_region`]), else in the configuration's own
+    /// region; the reason when this configuration cannot sign at all (no
+    /// region, no credentials provider).
+    pub(crate) fn signer(
+        &self,
+        service: AwsService,
+        region: Option<&str>,
+    ) -> Result<Signer, String> {
+        let Some(region) = region
+            .map(str::to_owned)
+            .or_else(|| self.inner.region.clone())
+        else {
             return Err(
-                "no AWS region is configured: set AWS_REGION (Lambda sets it), or a region in the AWS profile"
+                "no AWS region is configured: set AWS_REGION (Lambda sets it) or elasticsearch/aws_region, or a region in the AWS profile"
                     .into(),
             );
         };
@@ -225,7 +234,7 @@ impl Signer {
         .any(|text| lower.contains(text));
         if signature_refused {
             return format!(
-                "{product} refused the SigV4 signature (signed for region {region}, service {}): check that the endpoint is in region {region} (AWS_REGION), that the clock is right and that the function's credentials are current",
+                "{product} refused the SigV4 signature (signed for region {region}, service {}): check that the endpoint is in region {region} (the endpoint's host names the region; for another endpoint set elasticsearch/aws_region, else AWS_REGION applies), that the clock is right and that the function's credentials are current",
                 self.service.signing_name()
             );
         }
@@ -318,7 +327,7 @@ mod tests {
             .region(Region::new("eu-west-1"))
             .build();
         AwsSigning::from_sdk_config(&config)
-            .signer(service)
+            .signer(service, None)
             .expect("can sign")
     }
 
@@ -363,9 +372,14 @@ mod tests {
     fn no_region_is_a_configuration_error() {
         let config = SdkConfig::builder().build();
         let reason = AwsSigning::from_sdk_config(&config)
-            .signer(AwsService::Es)
+            .signer(AwsService::Es, None)
             .expect_err("no region");
         assert!(reason.contains("set AWS_REGION"), "{reason}");
+        // The endpoint's region is enough (the provider is still missing).
+        let reason = AwsSigning::from_sdk_config(&config)
+            .signer(AwsService::Es, Some("eu-central-2"))
+            .expect_err("no credentials provider");
+        assert!(reason.contains("credentials provider"), "{reason}");
         // Debug shows neither credentials nor the provider.
         assert!(!format!("{:?}", AwsSigning::from_sdk_config(&config)).contains("secret"));
     }
