@@ -201,6 +201,14 @@ impl Template {
             Value::Bool(b) => Some(b.to_string()),
             Value::Object(o) if o.contains_key("Ref") => match o["Ref"].as_str() {
                 Some("AWS::NoValue") => None,
+                // Pseudo parameters: given like parameters, us-east-1 by default.
+                Some("AWS::Region") => Some(
+                    overrides
+                        .iter()
+                        .find(|(n, _)| *n == "AWS::Region")
+                        .map_or("us-east-1", |(_, v)| *v)
+                        .to_owned(),
+                ),
                 Some(name) => Some(self.parameter_value(name, overrides)),
                 None => panic!("Ref to a non-string {value}"),
             },
@@ -213,6 +221,29 @@ impl Template {
                     &branches[2]
                 };
                 self.resolve(branch, overrides)
+            }
+            Value::Object(o) if o.contains_key("Fn::Join") => {
+                let args = o["Fn::Join"].as_array().expect("Fn::Join takes a list");
+                let parts: Vec<String> = args[1]
+                    .as_array()
+                    .expect("Fn::Join joins a list")
+                    .iter()
+                    .filter_map(|v| self.resolve(v, overrides))
+                    .collect();
+                Some(parts.join(args[0].as_str().expect("a delimiter")))
+            }
+            // Fn::Select of an Fn::Split: the only list these conditions make.
+            Value::Object(o) if o.contains_key("Fn::Select") => {
+                let args = o["Fn::Select"].as_array().expect("Fn::Select takes a list");
+                let index = args[0].as_u64().expect("an index") as usize;
+                let split = args[1]["Fn::Split"]
+                    .as_array()
+                    .expect("Fn::Select of Fn::Split");
+                let text = self.resolve(&split[1], overrides).unwrap_or_default();
+                let parts: Vec<&str> = text
+                    .split(split[0].as_str().expect("a delimiter"))
+                    .collect();
+                Some(parts.get(index).expect("Fn::Select in range").to_string())
             }
             other => panic!("cannot resolve {other}"),
         }
@@ -1400,6 +1431,57 @@ fn an_opensearch_domain_arn_grants_http_verbs_on_that_domain_only() {
         "the domain's paths, nothing broader"
     );
     assert!(statement["Condition"].is_null());
+}
+
+/// An ARN in another region than the stack's cannot be signed for by the
+/// function's region and is almost always a mistake: the deploy fails on a
+/// resource whose name says so, unless AllowOpenSearchInAnotherRegion is "true".
+#[test]
+fn an_opensearch_arn_in_another_region_is_refused_at_deploy_unless_allowed() {
+    let t = Template::load();
+    let refusal = "OpenSearchArnIsInAnotherRegionSetAllowOpenSearchInAnotherRegion";
+    let resource = t.resource(refusal);
+    assert_eq!(resource["Type"], "AWS::CloudFormation::WaitCondition");
+    assert_eq!(resource["Condition"], "RefuseOpenSearchInAnotherRegion");
+    assert_eq!(resource["Properties"]["Count"], 1, "never signalled: fails");
+    let refused =
+        |overrides: &[(&str, &str)]| t.condition("RefuseOpenSearchInAnotherRegion", overrides);
+    // DOMAIN_ARN and COLLECTION_ARN are in eu-west-1.
+    for (name, arn) in [
+        ("OpenSearchDomainArn", DOMAIN_ARN),
+        ("OpenSearchCollectionArn", COLLECTION_ARN),
+    ] {
+        assert!(
+            !refused(&[(name, arn), ("AWS::Region", "eu-west-1")]),
+            "{name}"
+        );
+        assert!(
+            refused(&[(name, arn), ("AWS::Region", "us-east-1")]),
+            "{name}"
+        );
+        assert!(
+            !refused(&[
+                (name, arn),
+                ("AWS::Region", "us-east-1"),
+                ("AllowOpenSearchInAnotherRegion", "true")
+            ]),
+            "{name}"
+        );
+        let gov = arn
+            .replace(":aws:", ":aws-us-gov:")
+            .replace("eu-west-1", "us-gov-west-1");
+        assert!(
+            !refused(&[(name, &gov), ("AWS::Region", "us-gov-west-1")]),
+            "{gov}"
+        );
+    }
+    // No ARN at all: nothing to refuse, in any region.
+    assert!(!refused(&[]));
+    assert!(!refused(&[("AWS::Region", "ap-south-1")]));
+    assert_eq!(
+        t.parameter("AllowOpenSearchInAnotherRegion")["Default"],
+        "false"
+    );
 }
 
 #[test]
