@@ -6,10 +6,11 @@
 //! `elasticsearch/aws_auth` replaces credentials with SigV4 signing by the
 //! function's own role ([`crate::es::sigv4`]): nothing secret is stored in
 //! SSM. It cannot be combined with an API key or a password (which one would
-//! the cluster see?), and on OpenSearch Serverless (`aoss`) no ingest
-//! pipeline is named: Serverless runs only a subset of processors, ours is
-//! not among those it documents, and the documents arrive trimmed anyway
-//! (docs/elasticsearch-kibana.md, "OpenSearch Serverless").
+//! the cluster see?), and no ingest pipeline is named under it: AWS
+//! ignores the query parameters of SigV4-signed POST requests (so
+//! `?pipeline=` would silently do nothing), Serverless runs only a subset of
+//! processors, and the documents arrive trimmed anyway
+//! (docs/elasticsearch-kibana.md).
 
 use super::{DEFAULT_INDEX_PREFIX, DEFAULT_PIPELINE, NO_PIPELINE, Secret};
 use crate::error::Error;
@@ -122,6 +123,9 @@ impl EsSettings {
         }
     }
 }
+
+/// Why an ingest pipeline is refused on an Amazon OpenSearch Service domain.
+pub const SIGV4_PIPELINE_REFUSED: &str = "Amazon OpenSearch Service ignores the query parameters of SigV4-signed POST requests (elasticsearch/aws_auth = es), so the bulk request cannot name an ingest pipeline; remove the parameter or set it to none (documents arrive trimmed)";
 
 /// Why an ingest pipeline is refused on OpenSearch Serverless.
 pub const AOSS_PIPELINE_REFUSED: &str = "OpenSearch Serverless (elasticsearch/aws_auth = aoss) takes no ingest pipeline for docker-pulls; remove the parameter or set it to none";
@@ -239,14 +243,21 @@ pub(super) fn read<'a>(
                 reason,
             })?;
             let pipeline = match raw("elasticsearch/pipeline").map(|p| p.trim()) {
-                // Serverless: none unless asked for, and asking is refused.
-                None if aws_auth == Some(AwsService::Aoss) => None,
+                // SigV4: none unless asked for, and asking is refused (AWS
+                // ignores a signed POST's `?pipeline=`).
+                None if aws_auth.is_some() => None,
                 None => Some(DEFAULT_PIPELINE.to_owned()),
                 Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
                 Some(_) if aws_auth == Some(AwsService::Aoss) => {
                     return Err(Error::InvalidParameter {
                         name: full_name("elasticsearch/pipeline"),
                         reason: AOSS_PIPELINE_REFUSED.to_owned(),
+                    });
+                }
+                Some(_) if aws_auth.is_some() => {
+                    return Err(Error::InvalidParameter {
+                        name: full_name("elasticsearch/pipeline"),
+                        reason: SIGV4_PIPELINE_REFUSED.to_owned(),
                     });
                 }
                 Some(p) => {

@@ -424,8 +424,23 @@ mod tests {
         assert_eq!(es.auth, EsAuth::Aws(AwsService::Es));
         assert_eq!(es.aws_service(), Some(AwsService::Es));
         assert_eq!(es.auth.header_value(), None);
-        // A domain keeps the default pipeline.
-        assert_eq!(es.pipeline.as_deref(), Some(DEFAULT_PIPELINE));
+        // No pipeline under SigV4: AWS ignores a signed POST's query.
+        assert_eq!(es.pipeline, None);
+        let err = settings(&[
+            ("images", "httpd"),
+            url,
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/pipeline", "docker-hub-pulls"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid SSM parameter /docker-pulls/elasticsearch/pipeline: {}",
+                elasticsearch::SIGV4_PIPELINE_REFUSED
+            )
+        );
 
         let err =
             settings(&[("images", "httpd"), url, ("elasticsearch/aws_auth", "iam")]).unwrap_err();

@@ -86,7 +86,14 @@ pub struct EsClient {
 }
 
 impl EsClient {
-    pub fn new(http: reqwest::Client, settings: EsSettings) -> Self {
+    /// Under SigV4 no ingest pipeline is named: AWS ignores the query
+    /// parameters of signed POST requests ("The service ignores parameters
+    /// passed in URLs for HTTP POST requests that are signed with Signature
+    /// Version 4"), and documents arrive trimmed anyway.
+    pub fn new(http: reqwest::Client, mut settings: EsSettings) -> Self {
+        if settings.aws_service().is_some() {
+            settings.pipeline = None;
+        }
         Self {
             http,
             settings,
