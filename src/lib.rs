@@ -75,6 +75,7 @@ pub fn http_client() -> Result<reqwest::Client, tls::TlsError> {
         .user_agent(USER_AGENT)
         .connect_timeout(std::time::Duration::from_secs(5))
         .pool_idle_timeout(std::time::Duration::from_secs(50))
+        .redirect(http::same_origin_redirects())
         .build()
         .map_err(tls::TlsError::Client)
 }

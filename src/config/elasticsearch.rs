@@ -196,6 +196,7 @@ pub(super) fn read<'a>(
                     });
                 }
             }
+            let credentials_in_url = url_credentials.is_some();
             let auth = match (
                 get("elasticsearch/api_key"),
                 get("elasticsearch/username"),
@@ -223,6 +224,27 @@ pub(super) fn read<'a>(
                     None => url_credentials.unwrap_or(EsAuth::None),
                 },
             };
+            // No credential crosses the network in the clear: plain http://
+            // only to this machine (local tests).
+            let credential = match &auth {
+                EsAuth::None => None,
+                EsAuth::ApiKey(_) => Some("elasticsearch/api_key"),
+                EsAuth::Basic { .. } if credentials_in_url => Some(source),
+                EsAuth::Basic { .. } => Some("elasticsearch/password"),
+                EsAuth::Aws(_) => Some("elasticsearch/aws_auth"),
+            };
+            if let Some(credential) = credential
+                && reqwest::Url::parse(&url)
+                    .is_ok_and(|parsed| !crate::http::may_carry_credentials(&parsed))
+            {
+                return Err(Error::InvalidParameter {
+                    name: full_name(source),
+                    reason: format!(
+                        "{url} is plain http://, which would send the credentials of {} unencrypted; use https:// (plain http:// is allowed only to this machine: 127.0.0.1, ::1, localhost)",
+                        full_name(credential)
+                    ),
+                });
+            }
             // The header carries base64(user:password): mask that too.
             if let EsAuth::Basic { username, password } = &auth {
                 crate::secrets::register_basic(username, password.expose());

@@ -488,6 +488,75 @@ mod tests {
     }
 
     #[test]
+    fn credentials_are_refused_over_plain_http_except_to_this_machine() {
+        for (pairs, credential) in [
+            (
+                vec![("elasticsearch/api_key", "a2V5OnNlY3JldA==")],
+                "/docker-pulls/elasticsearch/api_key",
+            ),
+            (
+                vec![
+                    ("elasticsearch/username", "writer"),
+                    ("elasticsearch/password", "never-printed"),
+                ],
+                "/docker-pulls/elasticsearch/password",
+            ),
+            (
+                vec![("elasticsearch/aws_auth", "es")],
+                "/docker-pulls/elasticsearch/aws_auth",
+            ),
+        ] {
+            let mut remote = vec![
+                ("images", "httpd"),
+                ("elasticsearch/url", "http://es.example.com:9200"),
+            ];
+            remote.extend(pairs.iter().copied());
+            let err = settings(&remote).unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid SSM parameter /docker-pulls/elasticsearch/url: http://es.example.com:9200 is plain http://")
+                    && err.contains(credential),
+                "{err}"
+            );
+            assert!(
+                !err.contains("never-printed") && !err.contains("a2V5"),
+                "{err}"
+            );
+            for local in [
+                "http://127.0.0.1:9200",
+                "http://localhost:9200",
+                "http://[::1]:9200",
+            ] {
+                let mut pairs_local = vec![("images", "httpd"), ("elasticsearch/url", local)];
+                pairs_local.extend(pairs.iter().copied());
+                assert!(settings(&pairs_local).is_ok(), "{local}");
+            }
+        }
+        // Credentials in the URL itself name the URL.
+        let err = settings(&[
+            ("images", "httpd"),
+            (
+                "elasticsearch/url",
+                "http://writer:never-printed@es.example.com",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("credentials of /docker-pulls/elasticsearch/url"),
+            "{err}"
+        );
+        assert!(!err.contains("never-printed"), "{err}");
+        // Without credentials plain http:// is the user's business.
+        assert!(
+            settings(&[
+                ("images", "httpd"),
+                ("elasticsearch/url", "http://es.example.com:9200")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn aws_region_is_read_and_checked_against_the_host() {
         let custom = ("elasticsearch/url", "https://opensearch.internal.example");
         let s = settings(&[
