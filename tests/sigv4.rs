@@ -931,3 +931,116 @@ async fn without_a_region_the_run_fails_naming_aws_region() {
     );
     assert!(w.es.requests().is_empty());
 }
+
+/// The role's statements for a domain (template.yaml, with
+/// `OpenSearchDomainArn` set), as (action, path pattern under the domain).
+fn domain_grants() -> Vec<(String, String)> {
+    fn walk(value: &serde_norway::Value, out: &mut Vec<(String, String)>) {
+        use serde_norway::Value as Y;
+        match value {
+            Y::Mapping(map) => {
+                let sid = map.get("Sid").and_then(Y::as_str).unwrap_or("");
+                if sid.contains("OpenSearchDomain") {
+                    let resource = match map.get("Resource") {
+                        Some(Y::Tagged(tagged)) => tagged.value.as_str().unwrap_or("").to_owned(),
+                        other => panic!("{sid}: a !Sub resource, not {other:?}"),
+                    };
+                    let path = resource
+                        .strip_prefix("${OpenSearchDomainArn}")
+                        .unwrap_or_else(|| panic!("{sid}: {resource} is not under the domain"))
+                        .to_owned();
+                    let actions: Vec<String> = match map.get("Action") {
+                        Some(Y::String(action)) => vec![action.clone()],
+                        Some(Y::Sequence(list)) => list
+                            .iter()
+                            .filter_map(|a| a.as_str().map(str::to_owned))
+                            .collect(),
+                        other => panic!("{sid}: actions {other:?}"),
+                    };
+                    for action in actions {
+                        out.push((action, path.clone()));
+                    }
+                }
+                for (_, child) in map {
+                    walk(child, out);
+                }
+            }
+            Y::Sequence(items) => items.iter().for_each(|item| walk(item, out)),
+            Y::Tagged(tagged) => walk(&tagged.value, out),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(format!("{}/template.yaml", env!("CARGO_MANIFEST_DIR")))
+        .expect("template.yaml");
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("YAML");
+    let mut grants = Vec::new();
+    walk(&doc["Resources"], &mut grants);
+    grants
+}
+
+/// IAM's `*` matches any run of characters, `/` included.
+fn iam_match(pattern: &str, path: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((head, tail)) => {
+            path.starts_with(head)
+                && (0..=path.len() - head.len())
+                    .any(|skip| iam_match(tail, &path[head.len() + skip..]))
+        }
+    }
+}
+
+/// Least privilege, both ways: every request the function makes on a domain
+/// (setup twice, a run; spool drains and replay send the same `_bulk`,
+/// src/es/bulk.rs, and export-index runs locally only) is allowed
+/// by the role's statements for it in template.yaml, and every statement
+/// allows something the function does.
+#[tokio::test]
+async fn the_domain_policy_allows_exactly_the_requests_the_function_makes() {
+    let w = world().await;
+    let proxy = Proxy::start(&w.es.url(), "es", &[our_key()], &[]);
+    let aws = sdk_config(static_credentials(), Some(REGION), None);
+    let spool = Arc::new(MemorySpool::default());
+    let job = w.job(signed_settings(&proxy.url, AwsService::Es), &aws, &spool);
+    job.setup(harness::deadline())
+        .await
+        .expect("setup succeeds");
+    job.setup(harness::deadline()).await.expect("setup again");
+    let first = run_at(&job, TIME).await.expect("run succeeds");
+    assert_eq!(first.indexed, 3, "{first:?}");
+    let records = proxy.assert_all_ok();
+    assert!(!records.is_empty());
+
+    let grants = domain_grants();
+    assert!(
+        !grants.is_empty(),
+        "no OpenSearchDomain statement in template.yaml"
+    );
+    let made: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let method = r["method"].as_str().unwrap_or("");
+            let action = format!(
+                "es:ESHttp{}{}",
+                &method[..1],
+                method[1..].to_ascii_lowercase()
+            );
+            (action, r["path"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    for (action, path) in &made {
+        assert!(
+            grants
+                .iter()
+                .any(|(a, pattern)| a == action && iam_match(pattern, path)),
+            "{action} {path} is not allowed by {grants:?}"
+        );
+    }
+    for (action, pattern) in &grants {
+        assert!(
+            made.iter()
+                .any(|(a, path)| a == action && iam_match(pattern, path)),
+            "{action} on {pattern} is granted but never used: {made:?}"
+        );
+    }
+}

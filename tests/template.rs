@@ -918,11 +918,9 @@ fn ssm_read_is_scoped_to_the_prefix() {
         SSM_PARAMETER_ARN.to_string(),
         format!("{SSM_PARAMETER_ARN}/*"),
     ]);
-    let allowed_actions = [
-        "ssm:GetParametersByPath",
-        "ssm:GetParameters",
-        "ssm:GetParameter",
-    ];
+    // Changed rule (issue 22): GetParameters and GetParameter were allowed
+    // too; the function never calls them.
+    let allowed_actions = ["ssm:GetParametersByPath"];
     let mut saw_by_path = false;
     for (owner, statement) in t.all_statements() {
         let acts = actions(&statement);
@@ -1408,29 +1406,33 @@ fn default_template_grants_no_opensearch_permission() {
     }
 }
 
+/// Changed rule (issue 22; this test expected es:ESHttpGet/Head/Post/Put on
+/// `${OpenSearchDomainArn}/*`): only the verbs and paths the function sends
+/// on a domain, `POST /_bulk` and `GET`/`PUT /_index_template/<prefix>`.
+/// tests/sigv4.rs checks these pairs against the requests actually made.
 #[test]
-fn an_opensearch_domain_arn_grants_http_verbs_on_that_domain_only() {
+fn an_opensearch_domain_arn_grants_only_the_requests_the_function_makes() {
     let t = Template::load();
     let statements = opensearch_statements(&t, &[("OpenSearchDomainArn", DOMAIN_ARN)]);
-    assert_eq!(statements.len(), 1, "{statements:?}");
-    let statement = &statements[0];
-    assert_eq!(statement["Effect"], "Allow");
-    let granted: BTreeSet<_> = actions(statement).into_iter().collect();
-    let expected: BTreeSet<_> = [
-        "es:ESHttpGet",
-        "es:ESHttpHead",
-        "es:ESHttpPost",
-        "es:ESHttpPut",
+    let mut granted = BTreeSet::new();
+    for statement in &statements {
+        assert_eq!(statement["Effect"], "Allow");
+        assert!(statement["Condition"].is_null());
+        let resource = statement["Resource"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a path of the domain: {statement}"));
+        for action in actions(statement) {
+            granted.insert((action, resource.to_owned()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("es:ESHttpPost", "${OpenSearchDomainArn}/_bulk"),
+        ("es:ESHttpGet", "${OpenSearchDomainArn}/_index_template/*"),
+        ("es:ESHttpPut", "${OpenSearchDomainArn}/_index_template/*"),
     ]
-    .map(String::from)
+    .map(|(a, r)| (a.to_owned(), r.to_owned()))
     .into();
     assert_eq!(granted, expected);
-    assert_eq!(
-        statement["Resource"],
-        json!({ "Fn::Sub": "${OpenSearchDomainArn}/*" }),
-        "the domain's paths, nothing broader"
-    );
-    assert!(statement["Condition"].is_null());
 }
 
 /// An ARN in another region than the stack's cannot be signed for by the
@@ -1504,7 +1506,7 @@ fn an_opensearch_collection_arn_grants_api_access_to_that_collection_only() {
             ("OpenSearchCollectionArn", COLLECTION_ARN),
         ],
     );
-    assert_eq!(both.len(), 2);
+    assert_eq!(both.len(), 3);
 }
 
 #[test]

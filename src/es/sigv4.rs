@@ -240,7 +240,7 @@ impl Signer {
         }
         match self.service {
             AwsService::Es => format!(
-                "the function's role needs es:ESHttpPost, es:ESHttpPut, es:ESHttpGet and es:ESHttpHead on the domain (in IAM and in the domain's access policy); on a domain with fine-grained access control, also map the role's ARN as a backend role to a role that may write {index_prefix}-* (docs/elasticsearch-kibana.md)"
+                "the function's role needs es:ESHttpPost on <domain ARN>/_bulk, and for setup es:ESHttpGet and es:ESHttpPut on <domain ARN>/_index_template/* (in IAM and in the domain's access policy); on a domain with fine-grained access control, also map the role's ARN as a backend role to a role that may write {index_prefix}-* (docs/elasticsearch-kibana.md)"
             ),
             AwsService::Aoss => format!(
                 "the function's role needs aoss:APIAccessAll on the collection (IAM) and a data access policy granting it aoss:CreateIndex and aoss:WriteDocument on index/<collection>/{index_prefix}-* (setup also aoss:DescribeCollectionItems, aoss:CreateCollectionItems and aoss:UpdateCollectionItems on collection/<collection>; docs/elasticsearch-kibana.md)"
@@ -347,15 +347,16 @@ mod tests {
             "pulls",
         );
         for action in [
-            "es:ESHttpPost",
-            "es:ESHttpPut",
+            "es:ESHttpPost on <domain ARN>/_bulk",
+            "es:ESHttpPut on <domain ARN>/_index_template/*",
             "es:ESHttpGet",
-            "es:ESHttpHead",
             "backend role",
             "pulls-*",
         ] {
             assert!(hint.contains(action), "{action}: {hint}");
         }
+        // Changed rule (issue 22): the role no longer gets es:ESHttpHead.
+        assert!(!hint.contains("ESHttpHead"), "{hint}");
         let aoss = signer(AwsService::Aoss);
         let hint = aoss.refusal_hint("Forbidden", "pulls");
         for permission in [
