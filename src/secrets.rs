@@ -29,9 +29,21 @@ pub const CUT: &str = "[cut: it echoed credentials]";
 /// would mangle messages and hide nothing worth hiding.
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// Secret values and the forms they take in text, longest first.
+/// How many secret values the registry keeps. Configured secrets are
+/// registered again on every run (settings are read every invocation), so
+/// they stay; what falls out first are Docker Hub bearer tokens of past
+/// runs, long expired. The bound keeps [`clean`] fast in a warm container
+/// that lives for days.
+pub const MAX_SECRETS: usize = 32;
+
+/// Secret values (most recently registered last) and the forms they take
+/// in text, longest first.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
+    secrets: Vec<String>,
+    /// Never evicted: the process's own AWS secrets from its environment,
+    /// registered once at start.
+    pinned: Vec<String>,
     patterns: Vec<String>,
 }
 
@@ -43,14 +55,49 @@ impl Registry {
         if secret.chars().count() < MIN_SECRET_LEN {
             return;
         }
-        for form in forms(secret) {
-            if form.len() >= MIN_SECRET_LEN && !self.patterns.contains(&form) {
-                self.patterns.push(form);
-            }
+        if self.pinned.iter().any(|s| s == secret) {
+            return;
         }
+        if let Some(at) = self.secrets.iter().position(|s| s == secret) {
+            let known = self.secrets.remove(at);
+            self.secrets.push(known);
+            return;
+        }
+        self.secrets.push(secret.to_owned());
+        if self.secrets.len() > MAX_SECRETS {
+            self.secrets.remove(0);
+        }
+        self.rebuild();
+    }
+
+    /// Adds `secret` for the life of the process (never evicted).
+    pub fn pin(&mut self, secret: &str) {
+        let secret = secret.trim();
+        if secret.chars().count() < MIN_SECRET_LEN || self.pinned.iter().any(|s| s == secret) {
+            return;
+        }
+        self.secrets.retain(|s| s != secret);
+        self.pinned.push(secret.to_owned());
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.patterns = self
+            .pinned
+            .iter()
+            .chain(&self.secrets)
+            .flat_map(|secret| forms(secret))
+            .filter(|form| form.len() >= MIN_SECRET_LEN)
+            .collect();
         // Longest first, so a form is replaced before a shorter one inside it.
         self.patterns
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.patterns.dedup();
+    }
+
+    /// Whether `secret` is the most recently registered value.
+    fn is_latest(&self, secret: &str) -> bool {
+        self.secrets.last().is_some_and(|s| s == secret) || self.pinned.iter().any(|s| s == secret)
     }
 
     /// `text` with the registered values replaced and credentials cut or
@@ -67,8 +114,18 @@ impl Registry {
 }
 
 static GLOBAL: RwLock<Registry> = RwLock::new(Registry {
+    secrets: Vec::new(),
+    pinned: Vec::new(),
     patterns: Vec::new(),
 });
+
+/// Registers a secret for the life of the process, never evicted: the
+/// function's own AWS secret key and session token from its environment.
+pub fn register_for_good(secret: &str) {
+    if let Ok(mut registry) = GLOBAL.write() {
+        registry.pin(secret);
+    }
+}
 
 /// Registers a secret value for the whole process, where it is read
 /// (SSM, flags, the environment, the credentials provider).
@@ -78,7 +135,7 @@ pub fn register(secret: &str) {
         return;
     }
     if let Ok(registry) = GLOBAL.read()
-        && registry.patterns.iter().any(|p| p == secret)
+        && registry.is_latest(secret)
     {
         return;
     }
@@ -430,9 +487,26 @@ mod tests {
     #[test]
     fn short_values_are_ignored_and_unrelated_text_kept() {
         let r = registry(&["abc", "", "   "]);
-        assert!(r.patterns.is_empty());
+        assert!(r.patterns.is_empty() && r.secrets.is_empty());
         let text = "abc 200 OK: no secret here, ünïcode kept";
         assert_eq!(r.clean(text), text);
+    }
+
+    #[test]
+    fn the_oldest_secret_falls_out_and_a_registered_again_one_stays() {
+        let mut r = registry(&["configured-password"]);
+        r.pin("aws-session-token-from-env");
+        for n in 0..MAX_SECRETS + 5 {
+            r.add(&format!("bearer-token-{n:04}"));
+            // Settings are read, and their secrets registered, every run.
+            r.add("configured-password");
+        }
+        assert_eq!(r.secrets.len(), MAX_SECRETS);
+        assert_eq!(r.clean("x configured-password y"), "x *** y");
+        assert_eq!(r.clean("bearer-token-0000"), "bearer-token-0000");
+        assert_eq!(r.clean("aws-session-token-from-env"), MASK);
+        let last = format!("bearer-token-{:04}", MAX_SECRETS + 4);
+        assert_eq!(r.clean(&last), MASK);
     }
 
     #[test]
