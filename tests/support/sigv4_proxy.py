@@ -868,6 +868,28 @@ def self_test() -> int:
     results.check("refused requests never reach upstream",
                   len(upstream.seen) == expected_passes, f"{len(upstream.seen)} != {expected_passes}")
 
+    # --echo-like-aws: refusals carry the credentials as AWS's do; without it
+    # only the scheme is echoed.
+    echo = Config(region, service, {temp[0]: temp[1:]}, max_skew=300, echo=True)
+    basic = [("Host", host), ("Authorization", "Basic d3JpdGVyOnB3LXNlY3JldA==")]
+    for config_, expected in ((echo, "Authorization=Basic d3JpdGVyOnB3LXNlY3JldA=="),
+                              (config, "Authorization=Basic")):
+        verdict = verify(config_, "POST", "/_bulk", basic, ndjson)
+        results.check(f"Basic refused, message ends in {expected!r}",
+                      not verdict.ok and verdict.message.endswith(expected), verdict.message)
+    wrong = (temp[0], "not/the/secret", temp[2])
+    headers = botocore_sign("POST", host, "/_bulk", None, ndjson, ct, wrong, region, service)
+    verdict = verify(echo, "POST", "/_bulk", list(headers.items()), ndjson)
+    results.check("echo: a mismatch shows the canonical string (token included) and the string to sign",
+                  not verdict.ok and verdict.reason == "signature mismatch"
+                  and "The Canonical String for this request should have been" in verdict.message
+                  and f"x-amz-security-token:{temp[2]}" in verdict.message
+                  and "The String-to-Sign should have been" in verdict.message, verdict.message)
+    verdict = verify(Config(region, service, {temp[0]: temp[1:]}, max_skew=300), "POST", "/_bulk",
+                     list(headers.items()), ndjson)
+    results.check("without echo a mismatch shows no canonical string",
+                  not verdict.ok and verdict.message == MSG_MISMATCH, verdict.message)
+
     proxy.shutdown()
     proxy.server_close()
     upstream.shutdown()
