@@ -46,6 +46,7 @@ usage: docker-pulls [run] [options]
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
 
   --images LIST     image references, separated by commas or spaces; may repeat
+                    (--image is the same flag)
                     (default: httpd library/mysql radoondas/netatmobeat)
   --es-url URL      index into this Elasticsearch; without it, print the
                     documents as NDJSON and index nothing
