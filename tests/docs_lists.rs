@@ -185,28 +185,40 @@ fn names_in_first_column(file: &str, text: &str, title: &str) -> BTreeSet<String
         .collect()
 }
 
-/// Fails with every name that one side has and the other lacks.
-fn assert_same(
-    what: &str,
-    code_side: &str,
-    code: &BTreeSet<String>,
-    doc_side: &str,
-    doc: &BTreeSet<String>,
-) {
-    let mut problems = Vec::new();
-    for name in code.difference(doc) {
-        problems.push(format!(
-            "  `{name}`: in {code_side}, missing from {doc_side}"
-        ));
+/// What a test found missing, reported all at once when it ends.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// Records every name that one side has and the other lacks.
+    fn same(
+        &mut self,
+        what: &str,
+        code_side: &str,
+        code: &BTreeSet<String>,
+        doc_side: &str,
+        doc: &BTreeSet<String>,
+    ) {
+        for name in code.difference(doc) {
+            self.0.push(format!(
+                "  {what}: `{name}`: in {code_side}, missing from {doc_side}"
+            ));
+        }
+        for name in doc.difference(code) {
+            self.0.push(format!(
+                "  {what}: `{name}`: in {doc_side}, not in {code_side}"
+            ));
+        }
     }
-    for name in doc.difference(code) {
-        problems.push(format!("  `{name}`: in {doc_side}, not in {code_side}"));
+
+    fn push(&mut self, problem: String) {
+        self.0.push(problem);
     }
-    assert!(
-        problems.is_empty(),
-        "{what} differ:\n{}",
-        problems.join("\n")
-    );
+
+    /// Fails with every problem recorded.
+    fn check(self, what: &str) {
+        assert!(self.0.is_empty(), "{what}:\n{}", self.0.join("\n"));
+    }
 }
 
 // ---------------------------------------------------------------- the lists
@@ -245,6 +257,7 @@ fn read_by_a_dependency(name: &str) -> bool {
 
 #[test]
 fn the_environment_table_lists_every_variable_the_function_reads() {
+    let mut problems = Problems::default();
     let code = function_environment();
     let text = read("docs/configuration.md");
     let doc: BTreeSet<String> =
@@ -257,13 +270,14 @@ fn the_environment_table_lists_every_variable_the_function_reads() {
         .filter(|name| !read_by_a_dependency(name))
         .cloned()
         .collect();
-    assert_same(
+    problems.same(
         "environment variables",
         "the code (src/main.rs, src/wiring.rs, src/tls.rs, src/config/)",
         &code,
         "docs/configuration.md's Environment table",
         &doc_ours,
     );
+    problems.check("lists in the docs differ from the code");
 }
 
 #[test]
@@ -382,6 +396,7 @@ fn ssm_names_in_first_column(file: &str, title: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_ssm_tables_list_every_parameter_the_code_reads() {
+    let mut problems = Problems::default();
     let code = ssm_parameters();
     assert!(
         code.contains("elasticsearch/url") && code.contains("images"),
@@ -392,7 +407,7 @@ fn the_ssm_tables_list_every_parameter_the_code_reads() {
         ("README.md", "SSM parameters"),
     ] {
         let doc = ssm_names_in_first_column(file, title);
-        assert_same(
+        problems.same(
             "SSM parameters",
             "src/config/",
             &code,
@@ -400,6 +415,7 @@ fn the_ssm_tables_list_every_parameter_the_code_reads() {
             &doc,
         );
     }
+    problems.check("lists in the docs differ from the code");
 }
 
 /// The flags `parse_args` accepts (`Long("es-url")`, `Short('h')`) and
@@ -446,13 +462,14 @@ fn flags_in(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn usage_and_the_flags_table_list_every_flag_and_command_parse_args_takes() {
+    let mut problems = Problems::default();
     let (flags, commands) = cli_flags();
     assert!(
         flags.contains("--es-url"),
         "the flag scan found too little: {flags:?}"
     );
     let usage = docker_pulls::cli::USAGE;
-    assert_same(
+    problems.same(
         "CLI flags",
         "parse_args (src/cli/mod.rs)",
         &flags,
@@ -473,14 +490,13 @@ fn usage_and_the_flags_table_list_every_flag_and_command_parse_args_takes() {
             .flat_map(flags_in)
             .collect()
     };
-    assert_same(
+    problems.same(
         "CLI flags",
         "parse_args (src/cli/mod.rs)",
         &flags,
         "docs/local.md's flags table",
         &table,
     );
-    let mut problems = Vec::new();
     for command in &commands {
         let in_usage = [
             format!("docker-pulls {command}"),
@@ -488,20 +504,16 @@ fn usage_and_the_flags_table_list_every_flag_and_command_parse_args_takes() {
         ];
         if !in_usage.iter().any(|text| usage.contains(text.as_str())) {
             problems.push(format!(
-                "  `{command}`: a command of parse_args, missing from USAGE"
+                "  CLI commands: `{command}`: in parse_args, missing from USAGE"
             ));
         }
         if !local.contains(&format!("`{command}`")) && !local.contains(&format!("-- {command}")) {
             problems.push(format!(
-                "  `{command}`: a command of parse_args, missing from docs/local.md"
+                "  CLI commands: `{command}`: in parse_args, missing from docs/local.md"
             ));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "CLI commands differ:\n{}",
-        problems.join("\n")
-    );
+    problems.check("lists in the docs differ from the code");
 }
 
 /// The event fields `Request::from_event` and `ReplayRequest::from_event`
@@ -521,6 +533,7 @@ fn event_fields() -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn the_events_table_lists_every_field_and_action_an_event_may_carry() {
+    let mut problems = Problems::default();
     let (fields, actions) = event_fields();
     assert!(
         fields.contains("dry_run"),
@@ -539,7 +552,7 @@ fn the_events_table_lists_every_field_and_action_an_event_may_carry() {
         .flat_map(|cell| code_spans(cell))
         .map(str::to_owned)
         .collect();
-    assert_same(
+    problems.same(
         "event fields",
         "src/event.rs and src/replay.rs",
         &fields,
@@ -555,13 +568,14 @@ fn the_events_table_lists_every_field_and_action_an_event_may_carry() {
         .filter_map(|span| span.strip_prefix('"')?.strip_suffix('"'))
         .map(str::to_owned)
         .collect();
-    assert_same(
+    problems.same(
         "event actions",
         "src/event.rs",
         &actions,
         "the `action` row of docs/local.md's event fields table (as \"value\")",
         &doc_actions,
     );
+    problems.check("lists in the docs differ from the code");
 }
 
 /// The summary's fields: the counters as serialized, and the fields of
@@ -597,6 +611,7 @@ fn summary_fields() -> BTreeSet<String> {
 
 #[test]
 fn the_summary_table_lists_every_field_a_run_returns() {
+    let mut problems = Problems::default();
     let code = summary_fields();
     assert!(
         code.contains("indexed") && code.contains("index"),
@@ -604,13 +619,14 @@ fn the_summary_table_lists_every_field_a_run_returns() {
     );
     let text = read("docs/operations.md");
     let doc = names_in_first_column("docs/operations.md", &text, "What a run returns");
-    assert_same(
+    problems.same(
         "summary fields",
         "RunCounts (src/counts.rs) and Summary (src/run.rs)",
         &code,
         "docs/operations.md's \"What a run returns\" table",
         &doc,
     );
+    problems.check("lists in the docs differ from the code");
 }
 
 fn template() -> serde_norway::Value {
@@ -627,10 +643,11 @@ fn keys(value: &serde_norway::Value) -> impl Iterator<Item = String> + '_ {
 
 #[test]
 fn the_metrics_table_and_the_alarm_list_match_the_code_and_the_template() {
+    let mut problems = Problems::default();
     let text = read("docs/operations.md");
     let code: BTreeSet<String> = METRIC_NAMES.iter().map(|name| (*name).to_owned()).collect();
     let doc = names_in_first_column("docs/operations.md", &text, "Alarms and metrics");
-    assert_same(
+    problems.same(
         "EMF metrics",
         "METRIC_NAMES (src/counts.rs run_counts!)",
         &code,
@@ -655,24 +672,26 @@ fn the_metrics_table_and_the_alarm_list_match_the_code_and_the_template() {
         .filter_map(|line| line.strip_prefix("- **")?.split("**").next())
         .map(str::to_owned)
         .collect();
-    assert_same(
+    problems.same(
         "alarms (logical ID without `Alarm`)",
         "template.yaml's AWS::CloudWatch::Alarm resources",
         &alarms,
         "docs/operations.md's alarm list (`- **Name**`)",
         &listed,
     );
+    problems.check("lists in the docs differ from the code");
 }
 
 #[test]
 fn deploy_md_lists_every_template_parameter_and_output() {
+    let mut problems = Problems::default();
     let template = template();
     let text = read("docs/deploy.md");
     for (key, title) in [("Parameters", "Parameters"), ("Outputs", "Outputs")] {
         let code: BTreeSet<String> = keys(&template[key]).collect();
         assert!(!code.is_empty(), "template.yaml has no {key}");
         let doc = names_in_first_column("docs/deploy.md", &text, title);
-        assert_same(
+        problems.same(
             &format!("template {key}"),
             &format!("template.yaml's {key}"),
             &code,
@@ -680,6 +699,7 @@ fn deploy_md_lists_every_template_parameter_and_output() {
             &doc,
         );
     }
+    problems.check("lists in the docs differ from the code");
 }
 
 // ---------------------------------------------------------------- paths and links
