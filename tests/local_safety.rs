@@ -117,6 +117,50 @@ async fn ssm_writes_only_with_write_and_every_writing_command_names_its_cluster(
         production.requests()
     );
 
+    // replay with --ssm but without --write: refused the same way.
+    let replay = [
+        "replay",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-02-01",
+        "--ssm",
+    ];
+    let output = docker_pulls(&moto, &hub, &replay).await;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        first_stderr_line(&output).contains("add --write"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        production.requests().is_empty(),
+        "{:?}",
+        production.requests()
+    );
+
+    // --ssm --write --setup: names the cluster first, then installs there.
+    let output = docker_pulls(&moto, &hub, &["--ssm", "--write", "--setup"]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        first_stderr_line(&output),
+        format!(
+            "docker-pulls: writing to {} (index docker-pulls-<yyyy>)",
+            production.url().trim_end_matches('/')
+        ),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        production
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.starts_with("/_index_template/")),
+        "{:?}",
+        production.requests()
+    );
+    production.clear_requests();
+
     // --ssm --write: the first line names the cluster, then it indexes.
     let output = docker_pulls(&moto, &hub, &["--ssm", "--write", "--time", TIME]).await;
     assert!(output.status.success(), "{}", describe(&output));
@@ -164,4 +208,34 @@ async fn ssm_writes_only_with_write_and_every_writing_command_names_its_cluster(
         local.all_documents()
     );
     assert_eq!(production.documents("docker-pulls-2026").len(), 1);
+
+    // A replay into the cluster --es-url names says where, first.
+    let archive =
+        std::env::temp_dir().join(format!("docker-pulls-local-safety-{}", std::process::id()));
+    std::fs::create_dir_all(&archive).expect("archive dir");
+    let archive_arg = archive.to_string_lossy().into_owned();
+    let output = docker_pulls(
+        &moto,
+        &hub,
+        &[
+            "replay",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-02-01",
+            "--archive",
+            &archive_arg,
+            "--es-url",
+            &local_url,
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&archive);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        first_stderr_line(&output),
+        format!("docker-pulls: writing to {local_url} (index docker-pulls-<yyyy>)"),
+        "{}",
+        describe(&output)
+    );
 }
