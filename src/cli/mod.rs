@@ -196,6 +196,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     }
     Ok(options)
 }
+
 /// Why these flags would write where the command line did not say, or
 /// contradict each other about writing.
 fn unsafe_write(options: &Options) -> Option<&'static str> {
