@@ -578,6 +578,38 @@ fn the_events_table_lists_every_field_and_action_an_event_may_carry() {
     problems.check("lists in the docs differ from the code");
 }
 
+/// The serialized fields of `pub struct NAME` in `path`, but for a
+/// `#[serde(flatten)]` one (its fields are listed on their own) and
+/// `#[serde(skip)]` ones.
+fn struct_fields(path: &str, name: &str) -> BTreeSet<String> {
+    let source = code(path);
+    let body = source
+        .split(&format!("pub struct {name} {{"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n}").next())
+        .unwrap_or_else(|| panic!("{path} defines no pub struct {name}"));
+    let mut fields = BTreeSet::new();
+    let mut skip = false;
+    for line in body.lines().map(str::trim) {
+        if line.starts_with("#[serde(flatten)]") || line.starts_with("#[serde(skip)]") {
+            skip = true;
+        } else if let Some(field) = line.strip_prefix("pub ") {
+            if !skip {
+                fields.insert(
+                    field
+                        .split(':')
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                );
+            }
+            skip = false;
+        }
+    }
+    fields
+}
+
 /// The summary's fields: the counters as serialized, and the fields of
 /// `Summary` (src/run.rs) besides the flattened counters.
 fn summary_fields() -> BTreeSet<String> {
@@ -588,24 +620,7 @@ fn summary_fields() -> BTreeSet<String> {
         .keys()
         .cloned()
         .collect();
-    let source = code("src/run.rs");
-    let body = source
-        .split("pub struct Summary {")
-        .nth(1)
-        .and_then(|rest| rest.split("\n}").next())
-        .expect("src/run.rs defines pub struct Summary");
-    let mut flatten = false;
-    for line in body.lines().map(str::trim) {
-        if line.starts_with("#[serde(flatten)]") {
-            flatten = true;
-        } else if let Some(field) = line.strip_prefix("pub ") {
-            let name = field.split(':').next().unwrap_or_default().trim();
-            if !flatten && !line.contains("serde(skip)") {
-                fields.insert(name.to_owned());
-            }
-            flatten = false;
-        }
-    }
+    fields.extend(struct_fields("src/run.rs", "Summary"));
     fields
 }
 
@@ -639,6 +654,33 @@ fn keys(value: &serde_norway::Value) -> impl Iterator<Item = String> + '_ {
         .into_iter()
         .flat_map(|mapping| mapping.keys())
         .filter_map(|key| key.as_str().map(str::to_owned))
+}
+
+#[test]
+fn the_replay_summary_table_lists_every_field_a_replay_returns() {
+    let mut problems = Problems::default();
+    let code = struct_fields("src/replay.rs", "ReplaySummary");
+    assert!(code.contains("cursor"), "{code:?}");
+    let text = read("docs/operations.md");
+    let lines = section("docs/operations.md", &text, "Replay");
+    let lines: Vec<&str> = lines
+        .iter()
+        .skip_while(|line| !line.starts_with("| field"))
+        .copied()
+        .collect();
+    let doc = first_column("docs/operations.md", &lines, "Replay")
+        .into_iter()
+        .flat_map(code_spans)
+        .map(str::to_owned)
+        .collect();
+    problems.same(
+        "replay summary fields",
+        "ReplaySummary (src/replay.rs)",
+        &code,
+        "docs/operations.md's \"Replay\" field table",
+        &doc,
+    );
+    problems.check("lists in the docs differ from the code");
 }
 
 #[test]
