@@ -684,6 +684,33 @@ fn the_replay_summary_table_lists_every_field_a_replay_returns() {
 }
 
 #[test]
+fn development_md_lists_every_test_file() {
+    let mut problems = Problems::default();
+    let code: BTreeSet<String> = rust_files("tests").into_iter().collect();
+    let text = read("docs/development.md");
+    let lines = section("docs/development.md", &text, "Tests");
+    let lines: Vec<&str> = lines
+        .iter()
+        .skip_while(|line| !line.starts_with("| test file"))
+        .copied()
+        .collect();
+    let doc = first_column("docs/development.md", &lines, "Tests")
+        .into_iter()
+        .flat_map(code_spans)
+        .filter(|span| span.ends_with(".rs"))
+        .map(str::to_owned)
+        .collect();
+    problems.same(
+        "test files",
+        "tests/*.rs",
+        &code,
+        "docs/development.md's test file table",
+        &doc,
+    );
+    problems.check("lists in the docs differ from the code");
+}
+
+#[test]
 fn the_metrics_table_and_the_alarm_list_match_the_code_and_the_template() {
     let mut problems = Problems::default();
     let text = read("docs/operations.md");
