@@ -199,6 +199,7 @@ async fn main() {
             auth: docker_pulls::config::EsAuth::None,
             index_prefix: "docker-pulls".into(),
             pipeline: None,
+            aws_region: None,
         };
         let request = docker_pulls::replay::ReplayRequest::new("2026-03-01", "2026-03-02", None)
             .expect("valid");

@@ -38,7 +38,7 @@ use serde_json::json;
 use support::{fake_es::FakeEs, fake_hub::FakeHub};
 
 const USAGE: &str = "usage: fake_services [--hub-port P] [--es-port Q] [--repos N] \
-                     [--latency-ms L] [--namespace NS] [--es-api-key ENCODED]";
+                     [--latency-ms L] [--namespace NS] [--es-api-key ENCODED] [--echo-secrets]";
 
 struct Args {
     hub_port: u16,
@@ -47,6 +47,7 @@ struct Args {
     latency_ms: u64,
     namespace: String,
     es_api_key: Option<String>,
+    echo_secrets: bool,
 }
 
 fn parse_args() -> Result<Args, lexopt::Error> {
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         latency_ms: 0,
         namespace: "bench".to_owned(),
         es_api_key: None,
+        echo_secrets: false,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("latency-ms") => args.latency_ms = parser.value()?.parse()?,
             Long("namespace") => args.namespace = parser.value()?.string()?,
             Long("es-api-key") => args.es_api_key = Some(parser.value()?.string()?),
+            Long("echo-secrets") => args.echo_secrets = true,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -116,6 +119,14 @@ async fn main() -> ExitCode {
     };
     if let Some(key) = &args.es_api_key {
         es.require_api_key(key);
+    }
+    if args.echo_secrets {
+        // Every credential is refused with itself in the answer: the
+        // Elasticsearch as an IAM-only OpenSearch domain, the Hub's token
+        // exchange as a careless server (tests/e2e/secrets_e2e.py).
+        es.echo_like_aws();
+        hub.require_token("nobody", "no-token-is-accepted");
+        hub.echo_secret_on_401();
     }
 
     // Written by hand to keep the documented key order (`hub` first).

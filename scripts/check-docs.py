@@ -54,7 +54,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-REGION = "us-east-1"
+REGION = "eu-west-1"
+
+# AWS CLI v1 sends SQS calls to <region>.queue.amazonaws.com whatever
+# AWS_ENDPOINT_URL says (awscli/customizations/overridesslcommonname.py
+# yields only to --endpoint-url); v2 and every other service honour the
+# variable. So `aws` is this shim, which adds the flag for sqs only.
+AWS_SHIM = """#!/bin/sh
+if [ "$1" = sqs ] && [ -n "$AWS_ENDPOINT_URL" ]; then
+    exec "{aws}" --endpoint-url "$AWS_ENDPOINT_URL" "$@"
+fi
+exec "{aws}" "$@"
+"""
 STACK = "docker-pulls"
 PREFIX = "/docker-pulls"
 BLOCK_TIMEOUT = 300
@@ -123,6 +134,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def port_free(port: int) -> bool:
+    for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def wait_for(url: str, what: str, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -140,16 +161,20 @@ def wait_for(url: str, what: str, seconds: float = 120) -> None:
 # The stack's outputs, over moto resources, with template.yaml's names.
 STAND_IN_STACK = {
     "Resources": {
-        "SpoolBucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "docker-pulls-spool"}},
-        "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "docker-pulls-dlq"}},
+        "SpoolBucket": {
+            "Type": "AWS::S3::Bucket",
+            "Properties": {"BucketName": "docker-pulls-spool", "VersioningConfiguration": {"Status": "Enabled"}},
+        },
         "AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "docker-pulls-alarms"}},
         "DockerPullsLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/aws/lambda/docker-pulls"}},
     },
     "Outputs": {
         "FunctionName": {"Value": "docker-pulls"},
         "FunctionArn": {"Value": f"arn:aws:lambda:{REGION}:123456789012:function:docker-pulls"},
-        "DeadLetterQueueUrl": {"Value": {"Ref": "DeadLetterQueue"}},
-        "DeadLetterQueueArn": {"Value": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}},
+        # Filled in by Account.fresh: a queue made through the SQS API has
+        # moto's own address in its URL, as a real queue has AWS's.
+        "DeadLetterQueueUrl": {"Value": "QUEUE_URL"},
+        "DeadLetterQueueArn": {"Value": f"arn:aws:sqs:{REGION}:123456789012:docker-pulls-dlq"},
         "LogGroupName": {"Value": {"Ref": "DockerPullsLogGroup"}},
         "AlarmTopicArn": {"Value": {"Ref": "AlarmTopic"}},
         "SpoolBucketName": {"Value": {"Ref": "SpoolBucket"}},
@@ -192,8 +217,10 @@ class Account:
         ready = json.loads(fakes.stdout.readline())
         self.hub_url, self.es_url = ready["hub"], ready["es"]
 
-        watch_port = free_port()
-        self.watch_url = f"http://127.0.0.1:{watch_port}"
+        # 9000, where `cargo lambda invoke` looks, when it is free.
+        watch_port = 9000 if port_free(9000) else free_port()
+        self.watch_port = watch_port
+        self.watch_url = f"http://[::1]:{watch_port}"
         env_file = self.work / "lambda.env"
         env_file.write_text(
             "\n".join(
@@ -214,7 +241,7 @@ class Account:
         )
         env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
         self._spawn(
-            ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(watch_port), "--env-file", str(env_file)],
+            ["cargo", "lambda", "watch", "-A", "::1", "-P", str(watch_port), "--env-file", str(env_file)],
             "watch.log",
             cwd=ROOT,
             env=env,
@@ -262,7 +289,9 @@ class Account:
     def fresh(self) -> None:
         """A new account: nothing but the stack."""
         urllib.request.urlopen(urllib.request.Request(f"{self.moto_url}/moto-api/reset", method="POST"), timeout=10).read()
-        self.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(STAND_IN_STACK))
+        queue = self.client("sqs").create_queue(QueueName="docker-pulls-dlq")["QueueUrl"]
+        template = json.dumps(STAND_IN_STACK).replace("QUEUE_URL", queue)
+        self.client("cloudformation").create_stack(StackName=STACK, TemplateBody=template)
 
     def invoke(self, event: dict) -> dict:
         request = urllib.request.Request(
@@ -301,8 +330,8 @@ class Account:
             record = {
                 "version": "1.0",
                 "timestamp": "2026-12-07T10:00:00.000Z",
-                "requestContext": {"requestId": "0", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:docker-pulls:$LATEST", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
-                "requestPayload": {"dry_run": True},
+                "requestContext": {"requestId": "0", "functionArn": f"arn:aws:lambda:{REGION}:123456789012:function:docker-pulls:$LATEST", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+                "requestPayload": json.loads((ROOT / "events" / "scheduled.json").read_text()),
                 "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
                 "responsePayload": {"errorType": "Elasticsearch", "errorMessage": "stand-in failure"},
             }
@@ -317,8 +346,12 @@ def block_environment(account: Account, home: Path) -> dict[str, str]:
     """A clean shell: no venv activated, no AWS profile; the AWS CLI and the
     built binary on PATH; the standard endpoint variables."""
     system_path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p.rstrip("/") != str(VENV_BIN)]
+    shim = account.work / "bin"
+    shim.mkdir(exist_ok=True)
+    (shim / "aws").write_text(AWS_SHIM.format(aws=VENV_BIN / "aws"))
+    (shim / "aws").chmod(0o755)
     return {
-        "PATH": os.pathsep.join([str(VENV_BIN), str(TARGET / "debug"), *system_path]),
+        "PATH": os.pathsep.join([str(shim), str(VENV_BIN), str(TARGET / "debug"), *system_path]),
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "CARGO_TARGET_DIR": str(TARGET),
@@ -382,9 +415,16 @@ def commands(text: str) -> list[list[str]]:
     return [[w for w in c if w != "$"] for c in found if [w for w in c if w != "$"]]
 
 
+def placeholders(word: str) -> str:
+    """`$NAME` and `${NAME}` as a value of the right shape (`xname`): parsing
+    sees the word as the shell would hand it over, without a real value."""
+    return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: "x" + m.group(1).lower().replace("_", ""), word)
+
+
 def parse_aws(words: list[str], env: dict[str, str]) -> str | None:
     """The AWS CLI's own parser, against an endpoint nobody listens on: a
     command that parses fails to connect; one that does not says why."""
+    words = [placeholders(w) for w in words]
     dead = f"http://127.0.0.1:{free_port()}"
     parse_env = {**env, "AWS_ENDPOINT_URL": dead, "AWS_ENDPOINT_URL_LAMBDA": dead, "AWS_MAX_ATTEMPTS": "1"}
     args = [w if not w.startswith("file://") else "{}" if w.endswith(".json") else "x" for w in words[1:]]
@@ -498,6 +538,8 @@ def main() -> int:
                     ok, output = run_block(block, cwd, env, state)
                     ran += 1
                     print(f"{'ran' if ok else 'FAILED':7} {block.where}", flush=True)
+                    if ok and os.environ.get("CHECK_DOCS_VERBOSE"):
+                        print("        " + "\n        ".join(output.strip().splitlines()[-12:]))
                     if not ok:
                         failed.append(block)
                         print("        " + "\n        ".join(output.strip().splitlines()[-25:]))

@@ -19,6 +19,7 @@ import io
 import os
 import re
 import shutil
+import subprocess
 import struct
 import sys
 import tempfile
@@ -294,6 +295,21 @@ def check_config():
                     raise CheckFailed(f"sam deploy does not read the guided {key} {value!r}")
                 if key.startswith("Parameter ") and deployed.get(key.split(" ", 1)[1]) != value:
                     raise CheckFailed(f"sam deploy does not read the guided {key} {value!r}")
+
+            # The docs change a parameter with scripts/set-parameter: what a
+            # later plain `sam deploy` reads must have it, and keep the
+            # guided answers.
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "set-parameter"),
+                            "ScheduleState=DISABLED", "OpenSearchDomainArn=arn:aws:es:us-east-1:123456789012:domain/d"],
+                           cwd=directory, check=True, capture_output=True)
+            later = parameter_overrides(read_config(directory, "deploy"))
+            for key, value in {**{k.split(" ", 1)[1]: v for k, v in answers.items() if k.startswith("Parameter ")},
+                               "ScheduleState": "DISABLED",
+                               "OpenSearchDomainArn": "arn:aws:es:us-east-1:123456789012:domain/d"}.items():
+                if later.get(key) != value:
+                    raise CheckFailed(f"after scripts/set-parameter, sam deploy reads {key}={later.get(key)!r}, not {value!r}")
+            print(f"  scripts/set-parameter: a later plain sam deploy reads ScheduleState=DISABLED and "
+                  f"{len(later) - 2} guided answers kept")
 
     # The mistake this check exists for: an architecture parameter that the
     # build section sets one way and the global section (deploy, sync) the

@@ -222,8 +222,13 @@ where
     }
 }
 
-/// Words `problem` for `call`.
+/// Words `problem` for `call`, cleaned of credentials (AWS's own message
+/// is part of it).
 pub fn describe(problem: &Problem, call: &AwsCall) -> String {
+    crate::secrets::clean(&describe_raw(problem, call))
+}
+
+fn describe_raw(problem: &Problem, call: &AwsCall) -> String {
     let service = call.service;
     let action = call.action;
     let resource = &call.resource;

@@ -121,7 +121,16 @@ impl Error {
 /// message rather than the enum's fields.
 impl std::fmt::Debug for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {self}", self.kind())
+        write!(f, "{}: {}", self.kind(), self.message())
+    }
+}
+
+impl Error {
+    /// The message, cleaned of credentials once more
+    /// ([`crate::secrets::clean`]): every text a server sent was cleaned
+    /// where it was read, and this is the edge it leaves by.
+    pub fn message(&self) -> String {
+        crate::secrets::clean(&self.to_string())
     }
 }
 
@@ -129,7 +138,7 @@ impl From<Error> for Diagnostic {
     fn from(error: Error) -> Diagnostic {
         Diagnostic {
             error_type: format!("DockerPulls.{}", error.kind()),
-            error_message: error.to_string(),
+            error_message: error.message(),
         }
     }
 }

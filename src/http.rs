@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by the Docker Hub client, the bulk sink and setup:
-//! capped body reads and one-line error chains that never show a URL.
+//! capped body reads and one-line error chains that never show a URL or a
+//! secret ([`crate::secrets::clean`]).
 
 use reqwest::Response;
 
@@ -13,14 +14,14 @@ pub fn error_chain(error: &reqwest::Error) -> String {
             .replace(url.as_str(), "");
     }
     push_causes(&mut text, error);
-    text
+    crate::secrets::clean(&text)
 }
 
 /// Any error and its causes on one line: `error: cause: cause`.
 pub fn causes_on_one_line(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     push_causes(&mut text, error);
-    text
+    crate::secrets::clean(&text)
 }
 
 fn push_causes(text: &mut String, error: &dyn std::error::Error) {
@@ -30,6 +31,49 @@ fn push_causes(text: &mut String, error: &dyn std::error::Error) {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
+}
+
+/// Whether credentials may travel to `url`: over `https://`, or over
+/// plain `http://` only to this machine (127.0.0.0/8, `::1`, `localhost`),
+/// which is what local tests use. Anywhere else a password, an API key, a
+/// token or a SigV4 session token would cross the network readable.
+pub fn may_carry_credentials(url: &reqwest::Url) -> bool {
+    match (url.scheme(), url.host_str()) {
+        ("https", _) => true,
+        ("http", Some(host)) => {
+            let host = host.to_ascii_lowercase();
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            match bare.parse::<std::net::IpAddr>() {
+                Ok(ip) => ip.is_loopback(),
+                Err(_) => host == "localhost" || host.ends_with(".localhost"),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The redirect policy of the shared client: redirects within the same
+/// origin (scheme, host and port) are followed, up to 10; one to another
+/// origin is an error naming both origins, so credentials, a session token
+/// or a signed `Host` never go where they were not configured to.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt
+            .previous()
+            .first()
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default();
+        let to = attempt.url().origin().ascii_serialization();
+        if attempt.previous().len() > 10 {
+            attempt.error(format!("more than 10 redirects from {from}"))
+        } else if to != from {
+            attempt.error(format!(
+                "redirected from {from} to another origin, {to}, which is not followed"
+            ))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 pub enum ReadError {
@@ -70,7 +114,7 @@ pub fn transport_reason(service: &str, error: &reqwest::Error) -> String {
     while let Some(source) = innermost.source() {
         innermost = source;
     }
-    let cause = innermost.to_string();
+    let cause = crate::secrets::clean(&innermost.to_string());
     if error.is_connect() {
         format!("could not connect to {service} at {origin}: {cause}")
     } else {
@@ -81,6 +125,32 @@ pub fn transport_reason(service: &str, error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_over_https_or_to_this_machine_only() {
+        let ok = |url: &str| may_carry_credentials(&reqwest::Url::parse(url).expect("a URL"));
+        for url in [
+            "https://es.example.com:9243",
+            "http://127.0.0.1:9200",
+            "http://127.8.9.10:9200",
+            "http://[::1]:9200",
+            "http://localhost:9200",
+            "http://LOCALHOST",
+            "http://es.localhost:9200",
+        ] {
+            assert!(ok(url), "{url}");
+        }
+        for url in [
+            "http://es.example.com:9200",
+            "http://10.0.0.5:9200",
+            "http://[::2]:9200",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(!ok(url), "{url}");
+        }
+    }
 
     #[tokio::test]
     async fn a_refused_connection_names_the_service_and_the_origin_in_one_line() {

@@ -28,6 +28,8 @@
 //! - [`http`]: capped body reads and error chains shared by the HTTP clients
 //! - [`retry`]: deadlines and backoff shared by the clients
 //! - [`tls`]: the root certificates every HTTPS client trusts, loaded once
+//! - [`secrets`]: every server message cleaned of credentials before it is
+//!   logged or returned (pure)
 //! - [`aws_error`]: AWS SDK errors (SSM, S3) in words a person can act on
 //! - [`error`]: what fails an invocation
 //! - [`metrics`]: the run's CloudWatch Embedded Metric Format record (pure)
@@ -52,6 +54,7 @@ pub mod progress;
 pub mod replay;
 pub mod retry;
 pub mod run;
+pub mod secrets;
 pub mod spool;
 pub mod timing;
 pub mod tls;
@@ -72,6 +75,7 @@ pub fn http_client() -> Result<reqwest::Client, tls::TlsError> {
         .user_agent(USER_AGENT)
         .connect_timeout(std::time::Duration::from_secs(5))
         .pool_idle_timeout(std::time::Duration::from_secs(50))
+        .redirect(http::same_origin_redirects())
         .build()
         .map_err(tls::TlsError::Client)
 }

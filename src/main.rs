@@ -2,6 +2,7 @@
 //! or a one-shot local run when started anywhere else.
 
 use docker_pulls::config::Environment;
+use docker_pulls::secrets::CleanWriter;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 use std::process::ExitCode;
@@ -17,10 +18,21 @@ async fn main() -> ExitCode {
         // template keeps at TRACE so Lambda itself drops no line). The
         // metrics record bypasses the logger (run::Job::with_metrics), so
         // no level can silence it; tests/e2e checks both at WARN.
-        lambda_runtime::tracing::init_default_subscriber();
+        // Every line is cleaned of secrets on its way out (secrets::clean).
+        lambda_runtime::tracing::init_default_subscriber_with_writer(CleanWriter::new(
+            std::io::stdout,
+        ));
     } else {
         // stdout carries the documents in local mode.
-        lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+        lambda_runtime::tracing::init_default_subscriber_with_writer(CleanWriter::new(
+            std::io::stderr,
+        ));
+    }
+    // The function's own AWS secrets, should a server echo them back.
+    for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Ok(value) = std::env::var(name) {
+            docker_pulls::secrets::register_for_good(&value);
+        }
     }
 
     let env = match Environment::from_vars(|name| std::env::var(name).ok()) {

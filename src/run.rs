@@ -443,7 +443,7 @@ impl<S: SettingsSource> Job<S> {
         let outcome = hub.fetch_all(&specs, &plan, deadline).await;
         failed.extend(outcome.failed.into_iter().map(|(image, error)| Failure {
             image,
-            reason: error.to_string(),
+            reason: crate::secrets::clean(&error.to_string()),
         }));
         let fetched = outcome.fetched.len();
         let deferred = outcome.deferred.len();
@@ -538,7 +538,9 @@ impl<S: SettingsSource> Job<S> {
             }
             self.pipeline_memory.remember(delivery.pipeline_missing);
         }
-        summary.elasticsearch_error = delivery.elasticsearch_error;
+        summary.elasticsearch_error = delivery
+            .elasticsearch_error
+            .map(|reason| crate::secrets::clean(&reason));
         Ok(summary)
     }
 }

@@ -1835,3 +1835,34 @@ async fn a_pipeline_refused_for_its_script_says_why_in_caused_by() {
         "root causes are rendered without their cause"
     );
 }
+
+/// The AWS-echo mode answers as an IAM-only Amazon OpenSearch Service
+/// domain answers Basic or ApiKey: 403 and the whole header echoed after
+/// `Authorization=` (tests/secrets.rs and tests/e2e/secrets_e2e.py rely on it).
+#[tokio::test]
+async fn the_aws_echo_mode_refuses_with_the_authorization_header_in_the_message() {
+    let es = FakeEs::start().await;
+    es.echo_like_aws();
+    for header in [
+        "Basic d3JpdGVyOnB3LXNlY3JldA==",
+        "ApiKey a2V5LWlkOnNlY3JldA==",
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_bulk", es.url()))
+            .header("authorization", header)
+            .header("content-type", NDJSON)
+            .body(create_line("a", &trimmed_doc("httpd")))
+            .send()
+            .await
+            .expect("the fake answers");
+        assert_eq!(response.status().as_u16(), 403);
+        let body: Value = response.json().await.expect("JSON");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("Authorization header requires 'Credential' parameter.")
+                && message.ends_with(&format!("Authorization={header}")),
+            "{message}"
+        );
+    }
+    assert!(es.documents("docker-pulls-2026").is_empty());
+}

@@ -201,6 +201,14 @@ impl Template {
             Value::Bool(b) => Some(b.to_string()),
             Value::Object(o) if o.contains_key("Ref") => match o["Ref"].as_str() {
                 Some("AWS::NoValue") => None,
+                // Pseudo parameters: given like parameters, us-east-1 by default.
+                Some("AWS::Region") => Some(
+                    overrides
+                        .iter()
+                        .find(|(n, _)| *n == "AWS::Region")
+                        .map_or("us-east-1", |(_, v)| *v)
+                        .to_owned(),
+                ),
                 Some(name) => Some(self.parameter_value(name, overrides)),
                 None => panic!("Ref to a non-string {value}"),
             },
@@ -213,6 +221,29 @@ impl Template {
                     &branches[2]
                 };
                 self.resolve(branch, overrides)
+            }
+            Value::Object(o) if o.contains_key("Fn::Join") => {
+                let args = o["Fn::Join"].as_array().expect("Fn::Join takes a list");
+                let parts: Vec<String> = args[1]
+                    .as_array()
+                    .expect("Fn::Join joins a list")
+                    .iter()
+                    .filter_map(|v| self.resolve(v, overrides))
+                    .collect();
+                Some(parts.join(args[0].as_str().expect("a delimiter")))
+            }
+            // Fn::Select of an Fn::Split: the only list these conditions make.
+            Value::Object(o) if o.contains_key("Fn::Select") => {
+                let args = o["Fn::Select"].as_array().expect("Fn::Select takes a list");
+                let index = args[0].as_u64().expect("an index") as usize;
+                let split = args[1]["Fn::Split"]
+                    .as_array()
+                    .expect("Fn::Select of Fn::Split");
+                let text = self.resolve(&split[1], overrides).unwrap_or_default();
+                let parts: Vec<&str> = text
+                    .split(split[0].as_str().expect("a delimiter"))
+                    .collect();
+                Some(parts.get(index).expect("Fn::Select in range").to_string())
             }
             other => panic!("cannot resolve {other}"),
         }
@@ -887,11 +918,9 @@ fn ssm_read_is_scoped_to_the_prefix() {
         SSM_PARAMETER_ARN.to_string(),
         format!("{SSM_PARAMETER_ARN}/*"),
     ]);
-    let allowed_actions = [
-        "ssm:GetParametersByPath",
-        "ssm:GetParameters",
-        "ssm:GetParameter",
-    ];
+    // Changed rule (issue 22): GetParameters and GetParameter were allowed
+    // too; the function never calls them.
+    let allowed_actions = ["ssm:GetParametersByPath"];
     let mut saw_by_path = false;
     for (owner, statement) in t.all_statements() {
         let acts = actions(&statement);
@@ -1483,29 +1512,84 @@ fn default_template_grants_no_opensearch_permission() {
     }
 }
 
+/// Changed rule (issue 22; this test expected es:ESHttpGet/Head/Post/Put on
+/// `${OpenSearchDomainArn}/*`): only the verbs and paths the function sends
+/// on a domain, `POST /_bulk` and `GET`/`PUT /_index_template/<prefix>`.
+/// tests/sigv4.rs checks these pairs against the requests actually made.
 #[test]
-fn an_opensearch_domain_arn_grants_http_verbs_on_that_domain_only() {
+fn an_opensearch_domain_arn_grants_only_the_requests_the_function_makes() {
     let t = Template::load();
     let statements = opensearch_statements(&t, &[("OpenSearchDomainArn", DOMAIN_ARN)]);
-    assert_eq!(statements.len(), 1, "{statements:?}");
-    let statement = &statements[0];
-    assert_eq!(statement["Effect"], "Allow");
-    let granted: BTreeSet<_> = actions(statement).into_iter().collect();
-    let expected: BTreeSet<_> = [
-        "es:ESHttpGet",
-        "es:ESHttpHead",
-        "es:ESHttpPost",
-        "es:ESHttpPut",
+    let mut granted = BTreeSet::new();
+    for statement in &statements {
+        assert_eq!(statement["Effect"], "Allow");
+        assert!(statement["Condition"].is_null());
+        let resource = statement["Resource"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a path of the domain: {statement}"));
+        for action in actions(statement) {
+            granted.insert((action, resource.to_owned()));
+        }
+    }
+    let expected: BTreeSet<(String, String)> = [
+        ("es:ESHttpPost", "${OpenSearchDomainArn}/_bulk"),
+        ("es:ESHttpGet", "${OpenSearchDomainArn}/_index_template/*"),
+        ("es:ESHttpPut", "${OpenSearchDomainArn}/_index_template/*"),
     ]
-    .map(String::from)
+    .map(|(a, r)| (a.to_owned(), r.to_owned()))
     .into();
     assert_eq!(granted, expected);
+}
+
+/// An ARN in another region than the stack's cannot be signed for by the
+/// function's region and is almost always a mistake: the deploy fails on a
+/// resource whose name says so, unless AllowOpenSearchInAnotherRegion is "true".
+#[test]
+fn an_opensearch_arn_in_another_region_is_refused_at_deploy_unless_allowed() {
+    let t = Template::load();
+    let refusal = "OpenSearchArnIsInAnotherRegionSetAllowOpenSearchInAnotherRegion";
+    let resource = t.resource(refusal);
+    assert_eq!(resource["Type"], "AWS::CloudFormation::WaitCondition");
+    assert_eq!(resource["Condition"], "RefuseOpenSearchInAnotherRegion");
+    assert_eq!(resource["Properties"]["Count"], 1, "never signalled: fails");
+    let refused =
+        |overrides: &[(&str, &str)]| t.condition("RefuseOpenSearchInAnotherRegion", overrides);
+    // DOMAIN_ARN and COLLECTION_ARN are in eu-west-1.
+    for (name, arn) in [
+        ("OpenSearchDomainArn", DOMAIN_ARN),
+        ("OpenSearchCollectionArn", COLLECTION_ARN),
+    ] {
+        assert!(
+            !refused(&[(name, arn), ("AWS::Region", "eu-west-1")]),
+            "{name}"
+        );
+        assert!(
+            refused(&[(name, arn), ("AWS::Region", "us-east-1")]),
+            "{name}"
+        );
+        assert!(
+            !refused(&[
+                (name, arn),
+                ("AWS::Region", "us-east-1"),
+                ("AllowOpenSearchInAnotherRegion", "true")
+            ]),
+            "{name}"
+        );
+        let gov = arn
+            .replace(":aws:", ":aws-us-gov:")
+            .replace("eu-west-1", "us-gov-west-1");
+        assert!(
+            !refused(&[(name, &gov), ("AWS::Region", "us-gov-west-1")]),
+            "{gov}"
+        );
+    }
+    // No ARN at all: nothing to refuse, in any region.
+    assert!(!refused(&[]));
+    assert!(!refused(&[("AWS::Region", "ap-south-1")]));
     assert_eq!(
-        statement["Resource"],
-        json!({ "Fn::Sub": "${OpenSearchDomainArn}/*" }),
-        "the domain's paths, nothing broader"
+        t.parameter("AllowOpenSearchInAnotherRegion")["Default"],
+        "false"
     );
-    assert!(statement["Condition"].is_null());
 }
 
 #[test]
@@ -1528,7 +1612,7 @@ fn an_opensearch_collection_arn_grants_api_access_to_that_collection_only() {
             ("OpenSearchCollectionArn", COLLECTION_ARN),
         ],
     );
-    assert_eq!(both.len(), 2);
+    assert_eq!(both.len(), 3);
 }
 
 #[test]
@@ -2103,5 +2187,71 @@ fn samconfig_has_deploy_defaults_as_sam_reads_them() {
     assert_eq!(
         section["watch_exclude"],
         json!(["F=/target(/|$)", "F=\\.log$"])
+    );
+}
+
+/// The services CloudFormation calls to create each resource type the
+/// template declares (SAM's function expands to a function, its role, its
+/// schedule rule and its invoke config).
+fn deploy_services(kind: &str) -> Vec<&'static str> {
+    match kind {
+        "AWS::Serverless::Function" => vec!["lambda", "iam", "events"],
+        "AWS::CloudWatch::Alarm" | "AWS::CloudWatch::Dashboard" => vec!["cloudwatch"],
+        "AWS::IAM::Role" => vec!["iam"],
+        "AWS::Logs::LogGroup" => vec!["logs"],
+        "AWS::S3::Bucket" | "AWS::S3::BucketPolicy" => vec!["s3"],
+        "AWS::SNS::Topic" | "AWS::SNS::Subscription" | "AWS::SNS::TopicPolicy" => vec!["sns"],
+        "AWS::SQS::Queue" | "AWS::SQS::QueuePolicy" => vec!["sqs"],
+        "AWS::Events::Rule" => vec!["events"],
+        "AWS::Lambda::Permission" | "AWS::Lambda::EventInvokeConfig" => vec!["lambda"],
+        other => panic!(
+            "template.yaml declares {other}: add what deploying it takes to docs/deployer-policy.json and here"
+        ),
+    }
+}
+
+#[test]
+fn the_documented_deployer_policy_covers_every_resource_the_template_creates() {
+    let path = root().join("docs/deployer-policy.json");
+    let text = std::fs::read_to_string(&path).expect("docs/deployer-policy.json");
+    let policy: Value = serde_json::from_str(&text).expect("the deployer policy is JSON");
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .inspect(|s| assert_eq!(s["Effect"], "Allow", "{s}"))
+        .flat_map(actions)
+        .collect();
+    let template = Template::load();
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
+    for resource in template.resources().values() {
+        let kind = resource["Type"].as_str().expect("Type");
+        needed.extend(deploy_services(kind));
+    }
+    for service in &needed {
+        assert!(
+            granted.iter().any(|a| a.starts_with(&format!("{service}:"))),
+            "docs/deployer-policy.json grants nothing on {service}, which the template needs"
+        );
+    }
+    // Creating the role the function runs as means passing it, and SAM's
+    // transform and change sets are how `sam deploy` works.
+    for action in [
+        "iam:PassRole",
+        "iam:CreateRole",
+        "cloudformation:CreateChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "lambda:CreateFunction",
+        "ssm:PutParameter",
+    ] {
+        assert!(
+            granted.contains(action),
+            "docs/deployer-policy.json lacks {action}"
+        );
+    }
+    let docs = std::fs::read_to_string(root().join("docs/deploy.md")).expect("deploy.md");
+    assert!(
+        docs.contains("deployer-policy.json"),
+        "docs/deploy.md shows the deployer policy"
     );
 }

@@ -256,7 +256,7 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("error: {error}");
+            eprintln!("error: {}", error.message());
             ExitCode::FAILURE
         }
     }

@@ -6,10 +6,11 @@
 //! `elasticsearch/aws_auth` replaces credentials with SigV4 signing by the
 //! function's own role ([`crate::es::sigv4`]): nothing secret is stored in
 //! SSM. It cannot be combined with an API key or a password (which one would
-//! the cluster see?), and on OpenSearch Serverless (`aoss`) no ingest
-//! pipeline is named: Serverless runs only a subset of processors, ours is
-//! not among those it documents, and the documents arrive trimmed anyway
-//! (docs/elasticsearch-kibana.md, "OpenSearch Serverless").
+//! the cluster see?), and no ingest pipeline is named under it: AWS
+//! ignores the query parameters of SigV4-signed POST requests (so
+//! `?pipeline=` would silently do nothing), Serverless runs only a subset of
+//! processors, and the documents arrive trimmed anyway
+//! (docs/elasticsearch-kibana.md).
 
 use super::{DEFAULT_INDEX_PREFIX, DEFAULT_PIPELINE, NO_PIPELINE, Secret};
 use crate::error::Error;
@@ -106,6 +107,10 @@ pub struct EsSettings {
     pub index_prefix: String,
     /// Ingest pipeline named on the bulk request; `None` when disabled.
     pub pipeline: Option<String>,
+    /// The region SigV4 signs for, when known from the settings: the one
+    /// the endpoint's host names ([`region_from_host`]), else
+    /// `elasticsearch/aws_region`. `None`: the function's own region.
+    pub aws_region: Option<String>,
 }
 
 impl EsSettings {
@@ -118,6 +123,9 @@ impl EsSettings {
         }
     }
 }
+
+/// Why an ingest pipeline is refused on an Amazon OpenSearch Service domain.
+pub const SIGV4_PIPELINE_REFUSED: &str = "Amazon OpenSearch Service ignores the query parameters of SigV4-signed POST requests (elasticsearch/aws_auth = es), so the bulk request cannot name an ingest pipeline; remove the parameter or set it to none (documents arrive trimmed)";
 
 /// Why an ingest pipeline is refused on OpenSearch Serverless.
 pub const AOSS_PIPELINE_REFUSED: &str = "OpenSearch Serverless (elasticsearch/aws_auth = aoss) takes no ingest pipeline for docker-pulls; remove the parameter or set it to none";
@@ -188,6 +196,7 @@ pub(super) fn read<'a>(
                     });
                 }
             }
+            let credentials_in_url = url_credentials.is_some();
             let auth = match (
                 get("elasticsearch/api_key"),
                 get("elasticsearch/username"),
@@ -215,6 +224,31 @@ pub(super) fn read<'a>(
                     None => url_credentials.unwrap_or(EsAuth::None),
                 },
             };
+            // No credential crosses the network in the clear: plain http://
+            // only to this machine (local tests).
+            let credential = match &auth {
+                EsAuth::None => None,
+                EsAuth::ApiKey(_) => Some("elasticsearch/api_key"),
+                EsAuth::Basic { .. } if credentials_in_url => Some(source),
+                EsAuth::Basic { .. } => Some("elasticsearch/password"),
+                EsAuth::Aws(_) => Some("elasticsearch/aws_auth"),
+            };
+            if let Some(credential) = credential
+                && reqwest::Url::parse(&url)
+                    .is_ok_and(|parsed| !crate::http::may_carry_credentials(&parsed))
+            {
+                return Err(Error::InvalidParameter {
+                    name: full_name(source),
+                    reason: format!(
+                        "{url} is plain http://, which would send the credentials of {} unencrypted; use https:// (plain http:// is allowed only to this machine: 127.0.0.1, ::1, localhost)",
+                        full_name(credential)
+                    ),
+                });
+            }
+            // The header carries base64(user:password): mask that too.
+            if let EsAuth::Basic { username, password } = &auth {
+                crate::secrets::register_basic(username, password.expose());
+            }
             if auth.header_value().is_some() && auth.header().is_none() {
                 let name = match auth {
                     EsAuth::ApiKey(_) => "elasticsearch/api_key",
@@ -231,14 +265,21 @@ pub(super) fn read<'a>(
                 reason,
             })?;
             let pipeline = match raw("elasticsearch/pipeline").map(|p| p.trim()) {
-                // Serverless: none unless asked for, and asking is refused.
-                None if aws_auth == Some(AwsService::Aoss) => None,
+                // SigV4: none unless asked for, and asking is refused (AWS
+                // ignores a signed POST's `?pipeline=`).
+                None if aws_auth.is_some() => None,
                 None => Some(DEFAULT_PIPELINE.to_owned()),
                 Some(p) if p.eq_ignore_ascii_case(NO_PIPELINE) => None,
                 Some(_) if aws_auth == Some(AwsService::Aoss) => {
                     return Err(Error::InvalidParameter {
                         name: full_name("elasticsearch/pipeline"),
                         reason: AOSS_PIPELINE_REFUSED.to_owned(),
+                    });
+                }
+                Some(_) if aws_auth.is_some() => {
+                    return Err(Error::InvalidParameter {
+                        name: full_name("elasticsearch/pipeline"),
+                        reason: SIGV4_PIPELINE_REFUSED.to_owned(),
                     });
                 }
                 Some(p) => {
@@ -249,14 +290,85 @@ pub(super) fn read<'a>(
                     Some(p.to_owned())
                 }
             };
+            let aws_region =
+                signing_region(&url, get("elasticsearch/aws_region")).map_err(|reason| {
+                    Error::InvalidParameter {
+                        name: full_name("elasticsearch/aws_region"),
+                        reason,
+                    }
+                })?;
             Some(EsSettings {
                 url,
                 auth,
                 index_prefix: index_prefix.to_owned(),
                 pipeline,
+                aws_region,
             })
         }
     })
+}
+
+/// The region an AWS endpoint's host names: `<name>.<region>.es.amazonaws.com`
+/// (an OpenSearch Service domain, VPC ones included),
+/// `<id>.<region>.aoss.amazonaws.com` (a Serverless collection), and the
+/// same under `amazonaws.com.cn` (China); GovCloud regions (`us-gov-west-1`)
+/// take the same form. `None` for any other host (a custom endpoint, a
+/// proxy, a test server).
+pub fn region_from_host(host: &str) -> Option<String> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = host.split('.').collect();
+    let at = |suffix: &[&str]| {
+        let n = labels.len();
+        (n >= suffix.len() + 2 && labels[n - suffix.len()..] == *suffix)
+            .then(|| labels[n - suffix.len() - 1])
+    };
+    let region = [
+        &["es", "amazonaws", "com"][..],
+        &["aoss", "amazonaws", "com"],
+        &["es", "amazonaws", "com", "cn"],
+        &["aoss", "amazonaws", "com", "cn"],
+    ]
+    .iter()
+    .find_map(|suffix| at(suffix))?;
+    is_region(region).then(|| region.to_owned())
+}
+
+/// `us-east-1`, `us-gov-west-1`, `cn-north-1`, `ap-southeast-5`: lowercase
+/// words joined by `-`, ending in a number.
+fn is_region(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// The region to sign for, from the endpoint `url`'s host and the
+/// `elasticsearch/aws_region` parameter: the host's when it names one (the
+/// parameter, if set, must agree), else the parameter's; `None` leaves it
+/// to the function's region.
+pub fn signing_region(url: &str, parameter: Option<&str>) -> Result<Option<String>, String> {
+    let parameter = parameter.map(str::trim).filter(|p| !p.is_empty());
+    if let Some(region) = parameter
+        && !is_region(region)
+    {
+        return Err(format!(
+            "{region:?} is not an AWS region name such as eu-west-1"
+        ));
+    }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let from_host = host.as_deref().and_then(region_from_host);
+    match (from_host, parameter) {
+        (Some(host_region), Some(region)) if host_region != region => Err(format!(
+            "{region} differs from the region the endpoint's host names ({host_region}); remove the parameter or make it {host_region}"
+        )),
+        (Some(host_region), _) => Ok(Some(host_region)),
+        (None, region) => Ok(region.map(str::to_owned)),
+    }
 }
 
 /// Decodes an Elastic Cloud ID (`label:base64(host[:port]$es_uuid$kibana_uuid)`)
@@ -391,4 +503,73 @@ fn validate_pipeline_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_region_comes_from_an_aws_endpoints_host() {
+        for (host, region) in [
+            (
+                "search-pulls-abc123.eu-west-1.es.amazonaws.com",
+                Some("eu-west-1"),
+            ),
+            (
+                "vpc-pulls-abc123.ap-southeast-2.es.amazonaws.com",
+                Some("ap-southeast-2"),
+            ),
+            ("SEARCH-X.US-EAST-2.ES.AMAZONAWS.COM.", Some("us-east-2")),
+            ("abc123xyz.us-west-2.aoss.amazonaws.com", Some("us-west-2")),
+            (
+                "search-x.cn-north-1.es.amazonaws.com.cn",
+                Some("cn-north-1"),
+            ),
+            (
+                "abc.cn-northwest-1.aoss.amazonaws.com.cn",
+                Some("cn-northwest-1"),
+            ),
+            (
+                "search-x.us-gov-west-1.es.amazonaws.com",
+                Some("us-gov-west-1"),
+            ),
+            ("es.amazonaws.com", None),
+            ("eu-west-1.es.amazonaws.com", None),
+            ("search-x.not_a_region.es.amazonaws.com", None),
+            ("search-x.eu-west-1.es.amazonaws.com.evil.example", None),
+            ("es.example.com", None),
+            ("127.0.0.1", None),
+            ("abc.us-east-1.es.amazonaws.co", None),
+        ] {
+            assert_eq!(region_from_host(host).as_deref(), region, "{host}");
+        }
+    }
+
+    #[test]
+    fn the_host_wins_the_parameter_fills_in_and_a_conflict_is_an_error() {
+        let domain = "https://search-d.eu-west-1.es.amazonaws.com";
+        assert_eq!(
+            signing_region(domain, None),
+            Ok(Some("eu-west-1".to_owned()))
+        );
+        assert_eq!(
+            signing_region(domain, Some("eu-west-1")),
+            Ok(Some("eu-west-1".to_owned()))
+        );
+        let conflict = signing_region(domain, Some("us-east-1")).unwrap_err();
+        assert!(
+            conflict.contains("us-east-1") && conflict.contains("eu-west-1"),
+            "{conflict}"
+        );
+        let custom = "https://search.example.com:9200";
+        assert_eq!(
+            signing_region(custom, Some(" ap-south-1 ")),
+            Ok(Some("ap-south-1".to_owned()))
+        );
+        assert_eq!(signing_region(custom, None), Ok(None));
+        assert_eq!(signing_region(custom, Some("")), Ok(None));
+        assert!(signing_region(custom, Some("Europe")).is_err());
+        assert!(signing_region(custom, Some("eu-west")).is_err());
+    }
 }

@@ -11,7 +11,10 @@ mod elasticsearch;
 mod environment;
 mod ssm;
 
-pub use elasticsearch::{AOSS_PIPELINE_REFUSED, AwsService, EsAuth, EsSettings, decode_cloud_id};
+pub use elasticsearch::{
+    AOSS_PIPELINE_REFUSED, AwsService, EsAuth, EsSettings, decode_cloud_id, region_from_host,
+    signing_region,
+};
 pub use environment::Environment;
 pub use ssm::{ParameterStore, SsmParameterStore, SsmSettings};
 
@@ -32,13 +35,18 @@ pub const DEFAULT_PIPELINE: &str = "docker-hub-pulls";
 /// The `elasticsearch/pipeline` value that turns the pipeline off.
 pub const NO_PIPELINE: &str = "none";
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
+/// A value that must never be printed: there is no `Display`, and `Debug`
+/// shows `Secret(***)`. Making one registers the value with
+/// [`crate::secrets`], so a server that echoes it back (AWS does) has it
+/// masked in every message, log line and error.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        let value = value.into();
+        crate::secrets::register(&value);
+        Self(value)
     }
 
     /// The value itself, for the one place that sends it.
@@ -416,8 +424,23 @@ mod tests {
         assert_eq!(es.auth, EsAuth::Aws(AwsService::Es));
         assert_eq!(es.aws_service(), Some(AwsService::Es));
         assert_eq!(es.auth.header_value(), None);
-        // A domain keeps the default pipeline.
-        assert_eq!(es.pipeline.as_deref(), Some(DEFAULT_PIPELINE));
+        // No pipeline under SigV4: AWS ignores a signed POST's query.
+        assert_eq!(es.pipeline, None);
+        let err = settings(&[
+            ("images", "httpd"),
+            url,
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/pipeline", "docker-hub-pulls"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "invalid SSM parameter /docker-pulls/elasticsearch/pipeline: {}",
+                elasticsearch::SIGV4_PIPELINE_REFUSED
+            )
+        );
 
         let err =
             settings(&[("images", "httpd"), url, ("elasticsearch/aws_auth", "iam")]).unwrap_err();
@@ -462,6 +485,108 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("never-printed"), "{err}");
+    }
+
+    #[test]
+    fn credentials_are_refused_over_plain_http_except_to_this_machine() {
+        for (pairs, credential) in [
+            (
+                vec![("elasticsearch/api_key", "a2V5OnNlY3JldA==")],
+                "/docker-pulls/elasticsearch/api_key",
+            ),
+            (
+                vec![
+                    ("elasticsearch/username", "writer"),
+                    ("elasticsearch/password", "never-printed"),
+                ],
+                "/docker-pulls/elasticsearch/password",
+            ),
+            (
+                vec![("elasticsearch/aws_auth", "es")],
+                "/docker-pulls/elasticsearch/aws_auth",
+            ),
+        ] {
+            let mut remote = vec![
+                ("images", "httpd"),
+                ("elasticsearch/url", "http://es.example.com:9200"),
+            ];
+            remote.extend(pairs.iter().copied());
+            let err = settings(&remote).unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid SSM parameter /docker-pulls/elasticsearch/url: http://es.example.com:9200 is plain http://")
+                    && err.contains(credential),
+                "{err}"
+            );
+            assert!(
+                !err.contains("never-printed") && !err.contains("a2V5"),
+                "{err}"
+            );
+            for local in [
+                "http://127.0.0.1:9200",
+                "http://localhost:9200",
+                "http://[::1]:9200",
+            ] {
+                let mut pairs_local = vec![("images", "httpd"), ("elasticsearch/url", local)];
+                pairs_local.extend(pairs.iter().copied());
+                assert!(settings(&pairs_local).is_ok(), "{local}");
+            }
+        }
+        // Credentials in the URL itself name the URL.
+        let err = settings(&[
+            ("images", "httpd"),
+            (
+                "elasticsearch/url",
+                "http://writer:never-printed@es.example.com",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("credentials of /docker-pulls/elasticsearch/url"),
+            "{err}"
+        );
+        assert!(!err.contains("never-printed"), "{err}");
+        // Without credentials plain http:// is the user's business.
+        assert!(
+            settings(&[
+                ("images", "httpd"),
+                ("elasticsearch/url", "http://es.example.com:9200")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn aws_region_is_read_and_checked_against_the_host() {
+        let custom = ("elasticsearch/url", "https://opensearch.internal.example");
+        let s = settings(&[
+            ("images", "httpd"),
+            custom,
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/aws_region", "ap-northeast-3"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.elasticsearch.expect("es").aws_region.as_deref(),
+            Some("ap-northeast-3")
+        );
+        let err = settings(&[
+            ("images", "httpd"),
+            (
+                "elasticsearch/url",
+                "https://search-d.eu-west-1.es.amazonaws.com",
+            ),
+            ("elasticsearch/aws_auth", "es"),
+            ("elasticsearch/aws_region", "us-east-1"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "invalid SSM parameter /docker-pulls/elasticsearch/aws_region: us-east-1 differs"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

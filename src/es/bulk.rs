@@ -265,9 +265,15 @@ impl BulkSink {
                 "no time left before the invocation deadline".into(),
             ));
         }
-        let mut query = vec![("filter_path", FILTER_PATH)];
-        if let Some(pipeline) = pipeline {
-            query.push(("pipeline", pipeline));
+        // Signed with SigV4, AWS ignores a POST's query parameters: name
+        // nothing there (the client never has a pipeline then, see
+        // EsClient::new) and read the unfiltered answer.
+        let mut query = Vec::new();
+        if settings.aws_service().is_none() {
+            query.push(("filter_path", FILTER_PATH));
+            if let Some(pipeline) = pipeline {
+                query.push(("pipeline", pipeline));
+            }
         }
         let request = EsRequest {
             method: Method::POST,

@@ -86,7 +86,14 @@ pub struct EsClient {
 }
 
 impl EsClient {
-    pub fn new(http: reqwest::Client, settings: EsSettings) -> Self {
+    /// Under SigV4 no ingest pipeline is named: AWS ignores the query
+    /// parameters of signed POST requests ("The service ignores parameters
+    /// passed in URLs for HTTP POST requests that are signed with Signature
+    /// Version 4"), and documents arrive trimmed anyway.
+    pub fn new(http: reqwest::Client, mut settings: EsSettings) -> Self {
+        if settings.aws_service().is_some() {
+            settings.pipeline = None;
+        }
         Self {
             http,
             settings,
@@ -105,7 +112,7 @@ impl EsClient {
         };
         let signer = aws
             .ok_or_else(|| "this process was started without an AWS configuration".to_owned())
-            .and_then(|aws| aws.signer(service))
+            .and_then(|aws| aws.signer(service, self.settings.aws_region.as_deref()))
             .map_err(|reason| Error::AwsSigning {
                 url: self.settings.url.clone(),
                 service: service.signing_name(),
@@ -279,8 +286,13 @@ fn host_header(url: &Url) -> String {
 
 /// Elasticsearch's `error.type: error.reason`, AWS's `message` (how Amazon
 /// OpenSearch Service and Serverless refuse a signature or a role), or the
-/// start of the body.
+/// start of the body; cleaned of credentials ([`crate::secrets::clean`]),
+/// since AWS echoes the `Authorization` header and the security token.
 pub fn error_reason(body: &[u8]) -> String {
+    crate::secrets::clean(&raw_error_reason(body))
+}
+
+fn raw_error_reason(body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Envelope {
         error: ErrorField,
@@ -445,6 +457,7 @@ mod tests {
                 auth: crate::config::EsAuth::None,
                 index_prefix: "docker-pulls".into(),
                 pipeline: None,
+                aws_region: None,
             },
         );
         let url = client
@@ -481,6 +494,7 @@ mod tests {
             auth: crate::config::EsAuth::Aws(crate::config::AwsService::Es),
             index_prefix: "docker-pulls".into(),
             pipeline: None,
+            aws_region: None,
         };
         let client = EsClient::new(reqwest::Client::new(), settings.clone());
         let request = EsRequest {

@@ -139,7 +139,12 @@ pub enum ItemOutcome {
     Rejected(String),
 }
 
+/// An item's status and error, cleaned ([`crate::secrets::clean`]).
 fn describe(status: u16, error: Option<&ItemError>) -> String {
+    crate::secrets::clean(&describe_raw(status, error))
+}
+
+fn describe_raw(status: u16, error: Option<&ItemError>) -> String {
     match error {
         Some(e) => {
             let mut text = format!("{status} {}: {}", e.error_type, e.reason);

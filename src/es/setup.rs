@@ -6,8 +6,9 @@
 //! higher version is left alone too (a newer function installed it, and an
 //! older one must not downgrade it), and the response says so.
 //!
-//! OpenSearch Serverless (`elasticsearch/aws_auth` = `aoss`) gets no
-//! pipeline (reported as skipped) and the template without its `settings`:
+//! Under SigV4 (`elasticsearch/aws_auth`) no pipeline is installed
+//! (reported as skipped: AWS ignores a signed POST's query, so the bulk
+//! request could not name it), and OpenSearch Serverless (`aoss`) gets and the template without its `settings`:
 //! Serverless manages shards, replicas and refresh itself.
 
 use super::{EsClient, EsRequest, GaveUp, error_reason, request_error};
@@ -101,6 +102,12 @@ pub async fn install(client: &EsClient, deadline: Deadline) -> Result<Value, Err
         None if serverless => json!({
             "result": "skipped",
             "reason": "OpenSearch Serverless takes no ingest pipeline for docker-pulls",
+        }),
+        // Nor under SigV4 at all (EsClient::new): a pipeline would be
+        // installed for nothing, since the bulk request cannot name it.
+        None if es.aws_service().is_some() => json!({
+            "result": "skipped",
+            "reason": "Amazon OpenSearch Service ignores the query parameters of SigV4-signed POST requests, so docker-pulls names no ingest pipeline there (documents arrive trimmed)",
         }),
         None => Value::Null,
         Some(name) => {

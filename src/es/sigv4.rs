@@ -89,12 +89,21 @@ impl AwsSigning {
         }
     }
 
-    /// A signer for `service`; the reason when this configuration cannot
-    /// sign at all (no region, no credentials provider).
-    pub(crate) fn signer(&self, service: AwsService) -> Result<Signer, String> {
-        let Some(region) = self.inner.region.clone() else {
+    /// A signer for `service` in `region` (the endpoint's, see
+    /// [`crate::config::signing_region`]), else in the configuration's own
+    /// region; the reason when this configuration cannot sign at all (no
+    /// region, no credentials provider).
+    pub(crate) fn signer(
+        &self,
+        service: AwsService,
+        region: Option<&str>,
+    ) -> Result<Signer, String> {
+        let Some(region) = region
+            .map(str::to_owned)
+            .or_else(|| self.inner.region.clone())
+        else {
             return Err(
-                "no AWS region is configured: set AWS_REGION (Lambda sets it), or a region in the AWS profile"
+                "no AWS region is configured: set AWS_REGION (Lambda sets it) or elasticsearch/aws_region, or a region in the AWS profile"
                     .into(),
             );
         };
@@ -137,6 +146,11 @@ impl AwsSigning {
                 return stale_but_valid(cache.as_ref(), now, reason);
             }
         };
+        // A signature mismatch answer may echo the session token: mask it.
+        crate::secrets::register(loaded.secret_access_key());
+        if let Some(token) = loaded.session_token() {
+            crate::secrets::register(token);
+        }
         let refresh_at = match loaded.expiry() {
             Some(expiry) => expiry
                 .checked_sub(REFRESH_BEFORE_EXPIRY)
@@ -220,13 +234,13 @@ impl Signer {
         .any(|text| lower.contains(text));
         if signature_refused {
             return format!(
-                "{product} refused the SigV4 signature (signed for region {region}, service {}): check that the endpoint is in region {region} (AWS_REGION), that the clock is right and that the function's credentials are current",
+                "{product} refused the SigV4 signature (signed for region {region}, service {}): check that the endpoint is in region {region} (the endpoint's host names the region; for another endpoint set elasticsearch/aws_region, else AWS_REGION applies), that the clock is right and that the function's credentials are current",
                 self.service.signing_name()
             );
         }
         match self.service {
             AwsService::Es => format!(
-                "the function's role needs es:ESHttpPost, es:ESHttpPut, es:ESHttpGet and es:ESHttpHead on the domain (in IAM and in the domain's access policy); on a domain with fine-grained access control, also map the role's ARN as a backend role to a role that may write {index_prefix}-* (docs/elasticsearch-kibana.md)"
+                "the function's role needs es:ESHttpPost on <domain ARN>/_bulk, and for setup es:ESHttpGet and es:ESHttpPut on <domain ARN>/_index_template/* (in IAM and in the domain's access policy); on a domain with fine-grained access control, also map the role's ARN as a backend role to a role that may write {index_prefix}-* (docs/elasticsearch-kibana.md)"
             ),
             AwsService::Aoss => format!(
                 "the function's role needs aoss:APIAccessAll on the collection (IAM) and a data access policy granting it aoss:CreateIndex and aoss:WriteDocument on index/<collection>/{index_prefix}-* (setup also aoss:DescribeCollectionItems, aoss:CreateCollectionItems and aoss:UpdateCollectionItems on collection/<collection>; docs/elasticsearch-kibana.md)"
@@ -313,7 +327,7 @@ mod tests {
             .region(Region::new("eu-west-1"))
             .build();
         AwsSigning::from_sdk_config(&config)
-            .signer(service)
+            .signer(service, None)
             .expect("can sign")
     }
 
@@ -333,15 +347,16 @@ mod tests {
             "pulls",
         );
         for action in [
-            "es:ESHttpPost",
-            "es:ESHttpPut",
+            "es:ESHttpPost on <domain ARN>/_bulk",
+            "es:ESHttpPut on <domain ARN>/_index_template/*",
             "es:ESHttpGet",
-            "es:ESHttpHead",
             "backend role",
             "pulls-*",
         ] {
             assert!(hint.contains(action), "{action}: {hint}");
         }
+        // Changed rule (issue 22): the role no longer gets es:ESHttpHead.
+        assert!(!hint.contains("ESHttpHead"), "{hint}");
         let aoss = signer(AwsService::Aoss);
         let hint = aoss.refusal_hint("Forbidden", "pulls");
         for permission in [
@@ -358,9 +373,14 @@ mod tests {
     fn no_region_is_a_configuration_error() {
         let config = SdkConfig::builder().build();
         let reason = AwsSigning::from_sdk_config(&config)
-            .signer(AwsService::Es)
+            .signer(AwsService::Es, None)
             .expect_err("no region");
         assert!(reason.contains("set AWS_REGION"), "{reason}");
+        // The endpoint's region is enough (the provider is still missing).
+        let reason = AwsSigning::from_sdk_config(&config)
+            .signer(AwsService::Es, Some("eu-central-2"))
+            .expect_err("no credentials provider");
+        assert!(reason.contains("credentials provider"), "{reason}");
         // Debug shows neither credentials nor the provider.
         assert!(!format!("{:?}", AwsSigning::from_sdk_config(&config)).contains("secret"));
     }

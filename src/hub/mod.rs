@@ -127,6 +127,10 @@ pub enum FetchError {
         }
     )]
     EmptyNamespace { anonymous: bool },
+    #[error(
+        "DOCKER_HUB_URL {0} is plain http://, which would send dockerhub/token unencrypted; use https:// (plain http:// is allowed only to this machine: 127.0.0.1, ::1, localhost)"
+    )]
+    InsecureTransport(String),
     #[error("HTTP {status} after {attempts} attempt(s)")]
     Status { status: u16, attempts: u32 },
     #[error("rate limited (429) after {attempts} attempt(s)")]
@@ -302,6 +306,11 @@ impl HubClient {
             auth: credentials.cloned().map(Auth::new),
             counters: RunCounters::default(),
         };
+        if run.auth.is_some() && !crate::http::may_carry_credentials(&self.base_url) {
+            return Err(FetchError::InsecureTransport(
+                self.base_url.origin().ascii_serialization(),
+            ));
+        }
         if run.auth.is_some() {
             let pace = Pace::new(deadline, &no_reserve);
             run.token(&pace).await.map_err(|stop| match stop {

@@ -260,7 +260,7 @@ fn describe_json_error(error: &serde_json::Error, body: &[u8]) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("{error} (body starts with {:?})", start.trim())
+    crate::secrets::clean(&format!("{error} (body starts with {:?})", start.trim()))
 }
 
 #[cfg(test)]

@@ -201,6 +201,13 @@ impl FakeEs {
             .push(Credential::ApiKey(encoded.to_owned()));
     }
 
+    /// Refuses every request as a domain that expects SigV4 refuses Basic
+    /// or ApiKey: 403 and `{"message": "... Authorization=<the header>"}`,
+    /// the credential included, exactly as AWS echoes it.
+    pub fn echo_like_aws(&self) {
+        self.state().config.echo_like_aws = true;
+    }
+
     /// Requires HTTP Basic with these credentials.
     pub fn require_basic(&self, user: &str, password: &str) {
         self.state().config.credentials.push(Credential::Basic {
@@ -658,6 +665,10 @@ async fn handle(
 
 struct Config {
     credentials: Vec<Credential>,
+    /// Answers as an IAM-only Amazon OpenSearch Service domain does: every
+    /// request is refused with 403 and a `message` echoing the whole
+    /// `Authorization` header ([`FakeEs::echo_like_aws`]).
+    echo_like_aws: bool,
     forbidden: bool,
     /// Index patterns the credentials may not write to (no `create_doc`,
     /// `create`, `index`, `write` or `all` on them).
@@ -678,6 +689,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             credentials: Vec::new(),
+            echo_like_aws: false,
             forbidden: false,
             write_denied: Vec::new(),
             creation_denied: false,
@@ -944,6 +956,18 @@ impl EsState {
             && let Some(scripted) = self.faults.scripted.pop_front()
         {
             return scripted;
+        }
+        if self.config.echo_like_aws {
+            let header = request.header("authorization").unwrap_or_default();
+            let message = format!(
+                "Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. Authorization={header}"
+            );
+            let mut reply = Reply::json(403, &json!({ "message": message }));
+            reply.headers.push((
+                "x-amzn-ErrorType".to_owned(),
+                "IncompleteSignatureException".to_owned(),
+            ));
+            return reply;
         }
         let principal = match self.authenticate(request, &uri) {
             Ok(principal) => principal,

@@ -513,6 +513,12 @@ impl FakeHub {
 
     // ---- authentication -----------------------------------------------
 
+    /// A refused `POST /v2/auth/token` answers 401 with the secret it was
+    /// sent in its `detail`, as a careless server might.
+    pub fn echo_secret_on_401(&self) {
+        self.state.lock().echo_secret = true;
+    }
+
     /// Accept `{"identifier": user, "secret": pat}` at `POST /v2/auth/token`.
     /// Without it every exchange is a 401.
     pub fn require_token(&self, user: &str, pat: &str) {
@@ -772,6 +778,8 @@ struct Inner {
     pushes: u64,
     pushes_after_page: HashMap<(String, u32), Vec<String>>,
     credentials: Option<(String, String)>,
+    /// A refused token exchange echoes the secret it was sent.
+    echo_secret: bool,
     issued_tokens: Vec<String>,
     token_issued_at: HashMap<String, std::time::Instant>,
     token_lifetime: Duration,
@@ -794,6 +802,7 @@ impl Default for Inner {
             pushes: 0,
             pushes_after_page: HashMap::new(),
             credentials: None,
+            echo_secret: false,
             issued_tokens: Vec::new(),
             token_issued_at: HashMap::new(),
             token_lifetime: Duration::from_secs(600),
@@ -1316,17 +1325,24 @@ async fn auth_token(State(state): State<Arc<HubState>>, body: Bytes) -> Response
         )
             .into_response();
     };
-    let accepted = state
-        .lock()
-        .credentials
-        .as_ref()
-        .is_some_and(|(user, pat)| *user == request.identifier && *pat == request.secret);
+    let (accepted, echo) = {
+        let inner = state.lock();
+        let accepted = inner
+            .credentials
+            .as_ref()
+            .is_some_and(|(user, pat)| *user == request.identifier && *pat == request.secret);
+        (accepted, inner.echo_secret)
+    };
     if !accepted {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"detail": "Incorrect authentication credentials"})),
-        )
-            .into_response();
+        let detail = if echo {
+            format!(
+                "Incorrect authentication credentials: secret {} (Bearer {})",
+                request.secret, request.secret
+            )
+        } else {
+            "Incorrect authentication credentials".to_owned()
+        };
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "detail": detail }))).into_response();
     }
     Json(json!({"access_token": state.issue_token(&request.identifier)})).into_response()
 }

@@ -49,6 +49,7 @@ pub fn settings(images: &[&str], es_url: Option<&str>) -> Settings {
             auth: EsAuth::None,
             index_prefix: "docker-pulls".into(),
             pipeline: Some("docker-hub-pulls".into()),
+            aws_region: None,
         }),
         hub_credentials: None,
         namespace_counts: Default::default(),

@@ -19,6 +19,12 @@ JSON line: method, path, query (both raw, as received), verdict (`ok` or
 (the `x-amz-content-sha256` value or null), plus status, content_encoding,
 body_bytes and session_token (whether one was sent).
 
+With `--echo-like-aws` refusals carry what AWS's do, credentials included:
+the whole `Authorization` header after `Authorization=` (a Basic or ApiKey
+request), and for a signature mismatch "The Canonical String for this
+request should have been …" (with the `x-amz-security-token` line) and
+"The String-to-Sign should have been …".
+
 With `--service aoss` a request must also carry `x-amz-content-sha256`
 (OpenSearch Serverless requires it).
 
@@ -104,6 +110,8 @@ class Config:
     service: str
     keys: dict[str, tuple[str, str | None]]  # access key -> (secret, session token)
     max_skew: int = 300
+    # --echo-like-aws: refusals carry what AWS puts in them, credentials included.
+    echo: bool = False
 
 
 @dataclass
@@ -198,6 +206,15 @@ def compute_signature(method: str, host: str, raw_path: str, raw_query: str,
                       secret: str, token: str | None, region: str, service: str,
                       amz_date: str) -> str:
     """The signature botocore computes for this request, with the client's SignedHeaders."""
+    return signing_texts(method, host, raw_path, raw_query, signed, body, access_key, secret,
+                         token, region, service, amz_date)[0]
+
+
+def signing_texts(method: str, host: str, raw_path: str, raw_query: str,
+                  signed: list[tuple[str, str]], body: bytes, access_key: str,
+                  secret: str, token: str | None, region: str, service: str,
+                  amz_date: str) -> tuple[str, str, str]:
+    """The signature, the canonical request and the string to sign."""
     url = f"http://{host}{raw_path or '/'}"
     query = canonical_query(raw_query)
     if query:
@@ -208,7 +225,8 @@ def compute_signature(method: str, host: str, raw_path: str, raw_query: str,
     request.context["timestamp"] = amz_date
     signer = _ExactHeadersSigV4(Credentials(access_key, secret, token), service, region)
     canonical = signer.canonical_request(request)
-    return signer.signature(signer.string_to_sign(request, canonical), request)
+    string_to_sign = signer.string_to_sign(request, canonical)
+    return signer.signature(string_to_sign, request), canonical, string_to_sign
 
 
 def verify(config: Config, method: str, target: str, headers: list[tuple[str, str]],
@@ -247,9 +265,10 @@ def verify(config: Config, method: str, target: str, headers: list[tuple[str, st
         parts = [f"Authorization header requires '{name}' parameter." for name in missing]
         if amz_date is None:
             parts.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-        # AWS echoes the whole header after this; only its scheme is echoed here,
-        # so that a Basic or ApiKey credential never lands in a test's output.
-        parts.append("Authorization=" + authorization.split(" ", 1)[0])
+        # AWS echoes the whole header after this. Only its scheme is echoed
+        # unless --echo-like-aws asks for AWS's exact answer (the credential
+        # included), to prove that docker-pulls cleans it away.
+        parts.append("Authorization=" + (authorization if config.echo else authorization.split(" ", 1)[0]))
         return refuse("malformed authorization: " + ", ".join(missing or ["X-Amz-Date"]),
                       " ".join(parts), "IncompleteSignatureException")
 
@@ -334,10 +353,17 @@ def verify(config: Config, method: str, target: str, headers: list[tuple[str, st
 
     path, query = split_target(target)
     signed = [(name, value) for name in signed_names for value in lower[name]]
-    expected = compute_signature(method, first("host") or "", path, query, signed, body,
-                                 access_key, secret, token, region, service, amz_date)
+    expected, canonical, string_to_sign = signing_texts(
+        method, first("host") or "", path, query, signed, body, access_key, secret, token,
+        region, service, amz_date)
     if not hmac.compare_digest(expected, fields["Signature"]):
-        return refuse("signature mismatch", MSG_MISMATCH, "SignatureDoesNotMatch")
+        message = MSG_MISMATCH
+        if config.echo:
+            # As AWS answers a mismatch: the canonical request (security token
+            # included) and the string to sign.
+            message += (f"\n\nThe Canonical String for this request should have been\n'{canonical}'"
+                        f"\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n")
+        return refuse("signature mismatch", message, "SignatureDoesNotMatch")
     verdict.ok = True
     return verdict
 
@@ -483,7 +509,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 def serve(args: argparse.Namespace) -> int:
     keys = {ak: (sk, token) for ak, sk, token in args.key}
-    config = Config(region=args.region, service=args.service, keys=keys, max_skew=args.max_skew_seconds)
+    config = Config(region=args.region, service=args.service, keys=keys, max_skew=args.max_skew_seconds,
+                    echo=args.echo_like_aws)
     server = ProxyServer(("127.0.0.1", args.port), config, args.upstream, args.log)
 
     def stop(signum, frame):
@@ -841,6 +868,28 @@ def self_test() -> int:
     results.check("refused requests never reach upstream",
                   len(upstream.seen) == expected_passes, f"{len(upstream.seen)} != {expected_passes}")
 
+    # --echo-like-aws: refusals carry the credentials as AWS's do; without it
+    # only the scheme is echoed.
+    echo = Config(region, service, {temp[0]: temp[1:]}, max_skew=300, echo=True)
+    basic = [("Host", host), ("Authorization", "Basic d3JpdGVyOnB3LXNlY3JldA==")]
+    for config_, expected in ((echo, "Authorization=Basic d3JpdGVyOnB3LXNlY3JldA=="),
+                              (config, "Authorization=Basic")):
+        verdict = verify(config_, "POST", "/_bulk", basic, ndjson)
+        results.check(f"Basic refused, message ends in {expected!r}",
+                      not verdict.ok and verdict.message.endswith(expected), verdict.message)
+    wrong = (temp[0], "not/the/secret", temp[2])
+    headers = botocore_sign("POST", host, "/_bulk", None, ndjson, ct, wrong, region, service)
+    verdict = verify(echo, "POST", "/_bulk", list(headers.items()), ndjson)
+    results.check("echo: a mismatch shows the canonical string (token included) and the string to sign",
+                  not verdict.ok and verdict.reason == "signature mismatch"
+                  and "The Canonical String for this request should have been" in verdict.message
+                  and f"x-amz-security-token:{temp[2]}" in verdict.message
+                  and "The String-to-Sign should have been" in verdict.message, verdict.message)
+    verdict = verify(Config(region, service, {temp[0]: temp[1:]}, max_skew=300), "POST", "/_bulk",
+                     list(headers.items()), ndjson)
+    results.check("without echo a mismatch shows no canonical string",
+                  not verdict.ok and verdict.message == MSG_MISMATCH, verdict.message)
+
     proxy.shutdown()
     proxy.server_close()
     upstream.shutdown()
@@ -882,6 +931,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-skew-seconds", type=int, default=300)
     parser.add_argument("--log", help="append one JSON line per request to this file")
+    parser.add_argument("--echo-like-aws", action="store_true",
+                        help="refusals echo the Authorization header and the canonical request "
+                             "(security token included) exactly as AWS does")
     args = parser.parse_args(argv)
     if args.self_test:
         return self_test()
