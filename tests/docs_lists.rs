@@ -249,8 +249,8 @@ fn cli_environment() -> BTreeSet<String> {
         .collect()
 }
 
-/// Read by the AWS SDK or the Lambda runtime's logger rather than by this
-/// code: the docs may list them, the code does not name them.
+/// The AWS SDK's variables and the Lambda runtime logger's: documented
+/// as a class (the `AWS_REGION, …` row), not one by one.
 fn read_by_a_dependency(name: &str) -> bool {
     name.starts_with("AWS_") || name == "RUST_LOG"
 }
@@ -258,13 +258,23 @@ fn read_by_a_dependency(name: &str) -> bool {
 #[test]
 fn the_environment_table_lists_every_variable_the_function_reads() {
     let mut problems = Problems::default();
-    let code = function_environment();
+    // The AWS SDK's own variables (src/main.rs also reads the secret key
+    // and session token, to keep them out of logs) are one row of the
+    // table, `AWS_REGION, …`: present, and not listed one by one.
+    let code: BTreeSet<String> = function_environment()
+        .into_iter()
+        .filter(|name| !read_by_a_dependency(name))
+        .collect();
     let text = read("docs/configuration.md");
     let doc: BTreeSet<String> =
         names_in_first_column("docs/configuration.md", &text, "Environment")
             .into_iter()
             .filter(|name| is_env_name(name))
             .collect();
+    assert!(
+        doc.iter().any(|name| name.starts_with("AWS_")),
+        "docs/configuration.md's Environment table has no row for the AWS SDK's variables (AWS_REGION, …)"
+    );
     let doc_ours = doc
         .iter()
         .filter(|name| !read_by_a_dependency(name))

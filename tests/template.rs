@@ -2230,7 +2230,9 @@ fn the_documented_deployer_policy_covers_every_resource_the_template_creates() {
     }
     for service in &needed {
         assert!(
-            granted.iter().any(|a| a.starts_with(&format!("{service}:"))),
+            granted
+                .iter()
+                .any(|a| a.starts_with(&format!("{service}:"))),
             "docs/deployer-policy.json grants nothing on {service}, which the template needs"
         );
     }
