@@ -313,6 +313,20 @@ impl<S: SettingsSource> Job<S> {
         Ok((archive, es))
     }
 
+    /// The cluster a run, setup or replay of this job writes to, read as
+    /// they read it: local mode names it before writing.
+    pub async fn elasticsearch(&self) -> Result<crate::config::EsSettings, Error> {
+        let needs = Needs {
+            images: false,
+            elasticsearch: true,
+        };
+        self.settings
+            .load(needs)
+            .await?
+            .elasticsearch
+            .ok_or_else(|| Error::Setup("no Elasticsearch configured".into()))
+    }
+
     /// One run; the summary on success, an error when the contract says the
     /// invocation fails (so EventBridge retries it). Either way the run's
     /// one log line and its metrics record say what it did: the failures

@@ -1,6 +1,11 @@
 //! The one-shot command line: the same run as the Lambda, with settings from
 //! flags and environment instead of SSM, so it works without an AWS account.
 //! Without `--es-url` it indexes nothing and prints the documents as NDJSON.
+//! It writes to a cluster only when this command line asks for it: `--es-url`
+//! names the cluster, or `--ssm --write` (with `--ssm` alone a run is a dry
+//! run, and `--setup` or `replay` are refused), because the cluster SSM
+//! names is usually production. A writing command's first stderr line names
+//! the cluster ([`writing_line`]).
 //!
 //! This file parses the command line and dispatches; each subcommand lives
 //! in a file of its own: [`run`] (a run, or `--setup`), [`replay`],
@@ -36,11 +41,12 @@ reads its settings from SSM. Anywhere else it runs once:
 
 usage: docker-pulls [run] [options]
        docker-pulls replay --from DATE --to DATE [--archive DIR|s3://BUCKET]
-                           (--es-url URL | --ssm) [--index PREFIX] [--cursor KEY]
+                           (--es-url URL | --ssm --write) [--index PREFIX] [--cursor KEY]
        docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
 
   --images LIST     image references, separated by commas or spaces; may repeat
+                    (--image is the same flag)
                     (default: httpd library/mysql radoondas/netatmobeat)
   --es-url URL      index into this Elasticsearch; without it, print the
                     documents as NDJSON and index nothing
@@ -58,8 +64,15 @@ usage: docker-pulls [run] [options]
                     ARCHIVE_BUCKET does in Lambda); s3://BUCKET for an S3 bucket
   --dry-run         fetch and print the documents, index nothing
   --setup           install the ingest pipeline and index template, then exit
-  --ssm             read the settings from SSM under SSM_PREFIX instead of flags
+  --ssm             read the settings from SSM under SSM_PREFIX instead of flags;
+                    a run is then a dry run (it says so on stderr), and --setup
+                    and replay are refused, unless --write is given
+  --write           with --ssm: write to the cluster SSM names (a run indexes,
+                    --setup installs, replay indexes)
   -h, --help        this text
+
+A command that writes to a cluster says which on its first stderr line:
+docker-pulls: writing to URL (index PREFIX-<yyyy>)
 
 replay indexes every archived document with FROM <= @timestamp < TO (dates
 like 2026-01-01, or RFC 3339 times) into PREFIX-<yyyy>, with the same _id as
@@ -108,6 +121,8 @@ pub struct Options {
     pub dry_run: bool,
     pub setup: bool,
     pub ssm: bool,
+    /// `--write`: with `--ssm`, write to the cluster SSM names.
+    pub write: bool,
     pub help: bool,
 }
 
@@ -143,6 +158,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("dry-run") => options.dry_run = true,
             Long("setup") => options.setup = true,
             Long("ssm") => options.ssm = true,
+            Long("write") => options.write = true,
             Short('h') | Long("help") => options.help = true,
             _ => return Err(arg.unexpected()),
         }
@@ -161,7 +177,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         }
         _ => None,
     };
-    if let Some(message) = missing {
+    if let Some(message) = missing.or_else(|| unsafe_write(&options)) {
         return Err(message.into());
     }
     // Bounds and cursor are checked here, so a mistake prints the usage.
@@ -180,6 +196,45 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
     }
     Ok(options)
 }
+
+/// Why these flags would write where the command line did not say, or
+/// contradict each other about writing.
+fn unsafe_write(options: &Options) -> Option<&'static str> {
+    if options.help {
+        return None;
+    }
+    let writes = options.setup || options.command == Command::Replay;
+    match () {
+        _ if options.ssm && options.es_url.is_some() => {
+            Some("--ssm and --es-url: with --ssm the cluster comes from SSM; give one or the other")
+        }
+        _ if options.write && options.dry_run => {
+            Some("--write and --dry-run contradict each other; give one or the other")
+        }
+        _ if options.write && !options.ssm && options.es_url.is_none() => Some(
+            "--write needs --ssm (it writes to the cluster SSM names); --es-url URL writes by itself",
+        ),
+        _ if options.ssm && writes && !options.write => Some(if options.setup {
+            "--setup with --ssm writes to the cluster SSM names: add --write to do it"
+        } else {
+            "replay with --ssm indexes into the cluster SSM names: add --write to do it"
+        }),
+        _ => None,
+    }
+}
+
+/// The first stderr line of a command that writes to a cluster: where,
+/// without credentials (the settings keep them out of the URL).
+pub fn writing_line(es: &crate::config::EsSettings) -> String {
+    format!(
+        "docker-pulls: writing to {} (index {}-<yyyy>)",
+        es.url, es.index_prefix
+    )
+}
+
+/// What a `--ssm` run without `--write` says on stderr first.
+pub const SSM_DRY_RUN_LINE: &str = "docker-pulls: dry run: --ssm without --write indexes nothing; add --write to index into the cluster SSM names";
+
 /// Runs once from the command line; the process's exit code.
 pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) -> ExitCode {
     let options = match parse_args(args) {
@@ -267,6 +322,10 @@ async fn history_with<S: crate::config::SettingsSource>(
     options: &Options,
 ) -> Result<bool, Error> {
     let deadline = Deadline::after(Duration::from_secs(30 * 86_400));
+    if options.command == Command::Replay {
+        // The first line names the cluster; nothing is written before it.
+        eprintln!("{}", writing_line(&job.elasticsearch().await?));
+    }
     let progress = crate::progress::Stderr::default();
     match options.command {
         Command::Replay => replay::replay(job, options, deadline, &progress).await,
@@ -326,6 +385,84 @@ mod tests {
         assert!(parse_args(args(&["--bogus"])).is_err());
         assert!(parse_args(args(&["--es-url"])).is_err());
         assert!(parse_args(args(&["-h"])).expect("valid").help);
+    }
+
+    #[test]
+    fn only_the_command_line_makes_a_local_command_write() {
+        // --ssm alone: a run parses (and is a dry run); with --write it writes.
+        let run = parse_args(args(&["--ssm"])).expect("valid");
+        assert!(run.ssm && !run.write);
+        let run = parse_args(args(&["--ssm", "--write"])).expect("valid");
+        assert!(run.ssm && run.write);
+        for ok in [
+            &["--ssm", "--setup", "--write"][..],
+            &[
+                "replay",
+                "--from",
+                "2026-01-01",
+                "--to",
+                "2026-02-01",
+                "--ssm",
+                "--write",
+            ],
+            &["--es-url", "http://es:9200", "--setup"],
+            &["--es-url", "http://es:9200", "--write"],
+            &["export-index", "--index", "docker-pulls-*", "--ssm"],
+        ] {
+            assert!(parse_args(args(ok)).is_ok(), "{ok:?}");
+        }
+        for (bad, why) in [
+            (
+                &["--ssm", "--setup"][..],
+                "--setup with --ssm writes to the cluster SSM names: add --write",
+            ),
+            (
+                &[
+                    "replay",
+                    "--from",
+                    "2026-01-01",
+                    "--to",
+                    "2026-02-01",
+                    "--ssm",
+                ],
+                "replay with --ssm indexes into the cluster SSM names: add --write",
+            ),
+            (&["--write"], "--write needs --ssm"),
+            (&["--setup", "--write"], "--write needs --ssm"),
+            (
+                &["--ssm", "--write", "--dry-run"],
+                "--write and --dry-run contradict",
+            ),
+            (
+                &["--ssm", "--es-url", "http://es:9200"],
+                "--ssm and --es-url",
+            ),
+        ] {
+            let error = parse_args(args(bad)).unwrap_err().to_string();
+            assert!(error.contains(why), "{bad:?}: {error}");
+        }
+        assert!(
+            parse_args(args(&["--ssm", "--setup", "--help"]))
+                .expect("help")
+                .help
+        );
+    }
+
+    #[test]
+    fn the_writing_line_names_the_cluster_and_the_index() {
+        let options = parse_args(args(&[
+            "--es-url",
+            "https://elastic:pw@es.example.com:9243/",
+            "--index",
+            "pulls",
+        ]))
+        .expect("valid");
+        let settings = settings_from_options(&options, |_| None).expect("valid");
+        let line = writing_line(&settings.elasticsearch.expect("es"));
+        assert_eq!(
+            line,
+            "docker-pulls: writing to https://es.example.com:9243 (index pulls-<yyyy>)"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `docker-pulls [run]`: one run (or `--setup`), printing the documents of a
 //! dry run as NDJSON and the summary.
 
-use super::{Options, open_archive, settings_from_options, signing};
+use super::{
+    Options, SSM_DRY_RUN_LINE, open_archive, settings_from_options, signing, writing_line,
+};
 use crate::config::Environment;
 use crate::event::{Action, Request};
 use crate::retry::Deadline;
@@ -31,7 +33,14 @@ pub(super) async fn run(
         },
         time,
         images: (!options.images.is_empty()).then(|| options.images.clone()),
-        dry_run: options.dry_run || (options.es_url.is_none() && !options.ssm),
+        // Only this command line can make it write: --es-url names the
+        // cluster, --ssm needs --write (the cluster SSM names is production).
+        dry_run: options.dry_run
+            || if options.ssm {
+                !options.write
+            } else {
+                options.es_url.is_none()
+            },
         // A person's run: an explicit --time is honoured as given.
         scheduled: false,
     };
@@ -53,7 +62,7 @@ pub(super) async fn run(
         if let Some(archive) = archive {
             job = job.with_archive(archive);
         }
-        return finish(&job, &request, deadline).await;
+        return finish(&job, &request, deadline, options).await;
     }
     let hub = crate::wiring::hub_client(env, &http)?;
     let settings = settings_from_options(options, |name| std::env::var(name).ok())?;
@@ -65,14 +74,21 @@ pub(super) async fn run(
     if let Some(archive) = archive {
         job = job.with_archive(archive);
     }
-    finish(&job, &request, deadline).await
+    finish(&job, &request, deadline, options).await
 }
 
 async fn finish<S: crate::config::SettingsSource>(
     job: &Job<S>,
     request: &Request,
     deadline: Deadline,
+    options: &Options,
 ) -> Result<(), Error> {
+    if request.action == Action::Setup || !request.dry_run {
+        // The first line names the cluster; nothing is written before it.
+        eprintln!("{}", writing_line(&job.elasticsearch().await?));
+    } else if options.ssm && !options.dry_run {
+        eprintln!("{SSM_DRY_RUN_LINE}");
+    }
     if request.action == Action::Setup {
         let response = job.setup(deadline).await?;
         println!("{response:#}");
