@@ -10,4 +10,7 @@
 pub mod alerts;
 pub mod badge;
 pub mod gains;
+pub mod history;
 pub mod number;
+pub mod page;
+pub mod store;
