@@ -5,7 +5,8 @@
 //!
 //! Pure: the conditions come from a repository's measurements ([`Past`]),
 //! the episodes from the state the previous run left ([`RepoState`]); where
-//! that state is kept, and how alerts are sent, is [`super::sink`]'s job.
+//! that state is kept is [`super`]'s job, how alerts read and are sent
+//! [`super::notify`]'s.
 
 use super::gains::{DAY, Gain, Measurement};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ impl Default for Thresholds {
         }
     }
 }
+
+/// The factor is never NaN (the settings refuse one), so equality is total.
+impl Eq for Thresholds {}
 
 /// The look-back offsets (seconds before the run) a run reads from the
 /// archive: just before it (the previous measurement), each of the 8 days
