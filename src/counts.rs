@@ -119,6 +119,11 @@ run_counts! {
     archived: usize => "Archived" Count;
     /// Documents whose archive write failed.
     archive_failed: usize => "ArchiveFailed" Count;
+    /// Pull alerts raised (a spike, stall or regression episode started
+    /// or ended; see [`crate::insights`]).
+    pull_alerts: usize => "PullAlerts" Count;
+    /// Badge objects written to `BADGE_BUCKET`.
+    badges_written: usize;
 }
 
 #[cfg(test)]

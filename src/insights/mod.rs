@@ -548,6 +548,40 @@ impl Insights {
     }
 }
 
+/// The most a run's insights may take: they come after delivery and must
+/// never hold the run past its deadline.
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs a run's insights within [`TIMEOUT`] and the deadline and counts
+/// what they did; a failure is logged, never the run's.
+pub async fn account(
+    work: impl Future<Output = Result<Outcome, InsightsError>>,
+    deadline: crate::retry::Deadline,
+    counts: &mut crate::counts::RunCounts,
+) {
+    let limit = deadline.timeout(TIMEOUT);
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(outcome)) => {
+            counts.pull_alerts = outcome.alerts;
+            counts.badges_written = outcome.badges_written;
+            tracing::debug!(
+                alerts = outcome.alerts,
+                badges_written = outcome.badges_written,
+                page_written = outcome.page_written,
+                archive_requests = outcome.archive_requests,
+                "insights"
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "this run's insights (badges, alerts) failed; the next run tries again");
+        }
+        Err(_) => tracing::warn!(
+            limit_ms = limit.as_millis() as u64,
+            "this run's insights (badges, alerts) did not finish in time; the next run tries again"
+        ),
+    }
+}
+
 /// The stats page from the archive: every repository of `index`, its daily
 /// pulls over [`page::DAYS`] days up to `now`; and the archive requests it
 /// took.
