@@ -73,24 +73,29 @@ pub fn key_time(key: &str) -> Option<i64> {
 /// The keys of the objects with `from <= key time <= to`, newest first.
 async fn keys_between(
     store: &dyn ArchiveStore,
-    cache: Option<&ListCache>,
+    cache: Option<(&ListCache, i64)>,
     from: i64,
     to: i64,
     requests: &mut usize,
 ) -> Result<Vec<String>, ArchiveError> {
     let instant =
         |t: i64| OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    // The partition of `to` may still receive objects; earlier ones rarely do.
-    let open_partition = archive::prefixes_between(instant(to), instant(to + 1));
     let mut keys = Vec::new();
     for prefix in archive::prefixes_between(instant(from), instant(to + 1)) {
-        let cached = cache
-            .filter(|_| !open_partition.contains(&prefix))
-            .and_then(|cache| {
-                let entries = cache.entries.lock().ok()?;
-                let (listed, keys) = entries.get(&prefix)?;
-                (listed.elapsed() < LIST_TTL).then(|| keys.clone())
-            });
+        // Today's partition receives objects all day; earlier days' rarely
+        // (a late retry): their listings may be reused for a while.
+        let cache = cache.and_then(|(cache, now)| {
+            let today = archive::prefixes_between(instant(now), instant(now + 1));
+            today
+                .first()
+                .is_some_and(|today| prefix < *today)
+                .then_some(cache)
+        });
+        let cached = cache.and_then(|cache| {
+            let entries = cache.entries.lock().ok()?;
+            let (listed, keys) = entries.get(&prefix)?;
+            (listed.elapsed() < LIST_TTL).then(|| keys.clone())
+        });
         let listed = match cached {
             Some(keys) => keys,
             None => {
@@ -119,9 +124,11 @@ async fn keys_between(
 /// measurement with `target - window <= time <= target`. Objects are read
 /// newest first, and reading stops once every repository asked for is
 /// found. An object that cannot be read is logged and skipped.
+/// `cache` (with the run's time: listings of days before its day are
+/// reused) spares warm containers the listings of past days.
 pub async fn latest_before(
     store: &dyn ArchiveStore,
-    cache: Option<&ListCache>,
+    cache: Option<(&ListCache, i64)>,
     target: i64,
     window: i64,
     repos: Option<&BTreeSet<Repo>>,

@@ -81,6 +81,7 @@ pub async fn look_back(
     repos: &BTreeSet<Repo>,
 ) -> Result<(BTreeMap<Repo, Past>, usize), ArchiveError> {
     let found = futures_util::future::join_all(LOOK_BACKS.iter().map(|offset| async move {
+        let cache = cache.map(|cache| (cache, now));
         let found =
             history::latest_before(archive, cache, now - offset, TOLERANCE, Some(repos)).await;
         (*offset, found)
