@@ -489,3 +489,85 @@ async fn an_alert_reads_as_a_sentence_then_json() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Debian's `chromium` (scripts/setup installs it), or `$CHROMIUM`.
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return path.into();
+    }
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Some(dir) = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .find(|dir| dir.join(name).is_file())
+        {
+            return dir.join(name);
+        }
+    }
+    panic!("no chromium on PATH: run scripts/setup (apt-get install chromium), or set CHROMIUM");
+}
+
+#[tokio::test]
+async fn the_page_renders_in_headless_chromium_with_a_chart_per_repository() {
+    let (dir, _store) = history(720).await;
+    let page = dir.join("report.html");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_docker-pulls"))
+        .args(["report", "--archive"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .expect("runs");
+    assert!(output.status.success(), "{output:?}");
+    let url = format!("file://{}", page.display());
+    let headless = |extra: &[&str]| {
+        std::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--window-size=1200,1600",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("chromium runs")
+    };
+    // The DOM after the page's script ran, and what the console said.
+    let dom = headless(&["--dump-dom"]);
+    assert!(dom.status.success(), "{dom:?}");
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(
+        rendered.matches("<svg class=\"chart\"").count(),
+        5,
+        "{rendered}"
+    );
+    assert_eq!(rendered.matches("<section class=\"repo\"").count(), 5);
+    let log = String::from_utf8_lossy(&dom.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    // Sorted by the week's growth: spiky (31,200) first, young (unknown) last.
+    let order: Vec<usize> = ["spiky", "steady", "stalled", "backwards", "young"]
+        .iter()
+        .map(|name| rendered.find(&format!("<h2>acme/{name}</h2>")).expect(name))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+
+    let screenshot = dir.join("page.png");
+    let shot = headless(&[&format!("--screenshot={}", screenshot.display())]);
+    assert!(shot.status.success(), "{shot:?}");
+    let png = std::fs::read(&screenshot).expect("a screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 10_000,
+        "a blank page is smaller: {} bytes",
+        png.len()
+    );
+    if let Some(keep) = std::env::var_os("INSIGHTS_SCREENSHOT") {
+        std::fs::copy(&screenshot, keep).expect("copied");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
