@@ -183,15 +183,29 @@ pub async fn daily_series(
     days: usize,
     repos: Option<&BTreeSet<Repo>>,
 ) -> Result<DailySeries, ArchiveError> {
+    use futures_util::StreamExt;
     let today_start = now - now.rem_euclid(super::gains::DAY);
-    let mut day_ends = Vec::with_capacity(days);
+    let day_ends: Vec<i64> = (0..days)
+        .map(|i| today_start - (days - 1 - i) as i64 * super::gains::DAY)
+        .collect();
+    // A few days at a time: 91 days one after the other would take seconds
+    // of S3 round trips.
+    let found: Vec<(usize, Result<Found, ArchiveError>)> =
+        futures_util::stream::iter(day_ends.iter().enumerate())
+            .map(|(i, start)| async move {
+                let end = (start + super::gains::DAY - 1).min(now);
+                (
+                    i,
+                    latest_before(store, None, end, DAY_END_WINDOW, repos).await,
+                )
+            })
+            .buffer_unordered(DAILY_CONCURRENCY)
+            .collect()
+            .await;
     let mut series: BTreeMap<Repo, Vec<Option<Measurement>>> = BTreeMap::new();
     let mut requests = 0;
-    for i in 0..days {
-        let start = today_start - (days - 1 - i) as i64 * super::gains::DAY;
-        let end = (start + super::gains::DAY - 1).min(now);
-        day_ends.push(start);
-        let found = latest_before(store, None, end, DAY_END_WINDOW, repos).await?;
+    for (i, found) in found {
+        let found = found?;
         requests += found.requests;
         for (repo, measurement) in found.measurements {
             series.entry(repo).or_insert_with(|| vec![None; days])[i] = Some(measurement);
@@ -203,6 +217,9 @@ pub async fn daily_series(
         requests,
     })
 }
+
+/// Days [`daily_series`] reads at once.
+const DAILY_CONCURRENCY: usize = 8;
 
 /// How much of the end of a day [`daily_series`] reads: enough for budget
 /// rotation to have measured every repository, little enough to be a few

@@ -403,6 +403,13 @@ impl Insights {
         outcome.archive_requests = requests;
         let figures = figures(&current, &pasts);
         let mut first_error = None;
+        // Alerts first: the badges' daily page may take the rest of the time.
+        if let Some(bucket) = &self.state {
+            match self.raise_alerts(&**bucket, &figures, thresholds).await {
+                Ok(alerts) => outcome.alerts = alerts,
+                Err(error) => first_error = Some(error),
+            }
+        }
         if let Some(bucket) = &self.badges {
             match self.write_badges(&**bucket, archive, &figures, now).await {
                 Ok((written, page, requests)) => {
@@ -410,12 +417,6 @@ impl Insights {
                     outcome.page_written = page;
                     outcome.archive_requests += requests;
                 }
-                Err(error) => first_error = Some(error),
-            }
-        }
-        if let Some(bucket) = &self.state {
-            match self.raise_alerts(&**bucket, &figures, thresholds).await {
-                Ok(alerts) => outcome.alerts = alerts,
                 Err(error) => first_error = first_error.or(Some(error)),
             }
         }
@@ -468,6 +469,13 @@ impl Insights {
         }
         let landed: BTreeSet<Repo> = planned.difference(&failed).cloned().collect();
         let mut index = next_index(&previous, figures, &landed, now);
+        let put_index = |index: &Index| {
+            let body = serde_json::to_vec_pretty(index).unwrap_or_default();
+            bucket.put(INDEX_KEY, body, "application/json", Condition::None)
+        };
+        // The index first: a page that does not finish in time never holds
+        // the badges' record back.
+        put_index(&index).await?;
         let today = utc_day(now);
         let mut requests = 0;
         let page_due = index.page_day.as_deref() != Some(today.as_str());
@@ -483,11 +491,8 @@ impl Insights {
                 )
                 .await?;
             index.page_day = Some(today);
+            put_index(&index).await?;
         }
-        let body = serde_json::to_vec_pretty(&index).unwrap_or_default();
-        bucket
-            .put(INDEX_KEY, body, "application/json", Condition::None)
-            .await?;
         Ok((written, page_due, requests))
     }
 
