@@ -140,37 +140,109 @@ pub async fn latest_before(
             break;
         }
         found.requests += 1;
-        let decoded = match store.get(&key).await {
-            Ok(body) => archive::decode(&body).map_err(|reason| (key.clone(), reason)),
-            Err(error) => Err((key.clone(), error.to_string())),
+        let read = match store.get(&key).await {
+            Ok(body) => read_object(
+                &body,
+                target - window..=target,
+                repos,
+                &mut found.measurements,
+            ),
+            Err(error) => Err(error.to_string()),
         };
-        let decoded = match decoded {
-            Ok(decoded) => decoded,
-            Err((key, reason)) => {
-                found.unreadable += 1;
-                tracing::warn!(key = %key, %reason, "insights skip an archive object they cannot read");
-                continue;
-            }
-        };
-        for document in decoded.documents {
-            let at = document.timestamp.unix_seconds();
-            if !(target - window..=target).contains(&at) {
-                continue;
-            }
-            let repo = (document.stats.namespace, document.stats.name);
-            if repos.is_some_and(|repos| !repos.contains(&repo)) {
-                continue;
-            }
-            // Newest object first: the first one seen is the latest (a
-            // duplicate in an older object is the same measurement).
-            found.measurements.entry(repo).or_insert(Measurement {
-                at,
-                pulls: document.stats.pull_count,
-            });
+        if let Err(reason) = read {
+            found.unreadable += 1;
+            tracing::warn!(key = %key, %reason, "insights skip an archive object they cannot read");
         }
     }
     Ok(found)
 }
+
+/// The three fields insights need of an archive line, borrowed: a run reads
+/// ten objects of 1,000 lines, and the full check of
+/// [`archive::decode`] (a JSON tree per line, compared with the document
+/// it stands for) costs several times more than this.
+#[derive(serde::Deserialize)]
+struct Line<'a> {
+    #[serde(rename = "@timestamp", borrow)]
+    timestamp: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    http: LineHttp<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct LineHttp<'a> {
+    #[serde(borrow)]
+    docker_hub: LineStats<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct LineStats<'a> {
+    #[serde(borrow)]
+    namespace: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    pull_count: u64,
+}
+
+/// Adds each measurement of an object's body within `range` (and of
+/// `repos`, if given) that `into` does not hold yet: objects are read
+/// newest first, so the first seen is the latest (a duplicate in an older
+/// object is the same measurement). A line that is not a document is
+/// skipped; a body that is not gzip is the error.
+fn read_object(
+    body: &[u8],
+    range: std::ops::RangeInclusive<i64>,
+    repos: Option<&BTreeSet<Repo>>,
+    into: &mut BTreeMap<Repo, Measurement>,
+) -> Result<(), String> {
+    use std::io::Read;
+    let mut text = Vec::with_capacity(body.len() * 6);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(MAX_OBJECT_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("not a gzip object: {e}"))?;
+    if text.len() as u64 > MAX_OBJECT_BYTES {
+        return Err(format!(
+            "decompresses to more than {MAX_OBJECT_BYTES} bytes"
+        ));
+    }
+    // Every line of a run shares its time: parse each distinct one once.
+    let mut last_time: Option<(String, Option<i64>)> = None;
+    for line in text.split(|b| *b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let Ok(line) = serde_json::from_slice::<Line>(line) else {
+            continue;
+        };
+        let at = match &last_time {
+            Some((text, at)) if *text == line.timestamp => *at,
+            _ => {
+                let at = crate::document::RunTime::parse(&line.timestamp)
+                    .ok()
+                    .map(|t| t.unix_seconds());
+                last_time = Some((line.timestamp.to_string(), at));
+                at
+            }
+        };
+        let Some(at) = at.filter(|at| range.contains(at)) else {
+            continue;
+        };
+        let stats = line.http.docker_hub;
+        let repo = (stats.namespace.into_owned(), stats.name.into_owned());
+        if repos.is_some_and(|repos| !repos.contains(&repo)) {
+            continue;
+        }
+        into.entry(repo).or_insert(Measurement {
+            at,
+            pulls: stats.pull_count,
+        });
+    }
+    Ok(())
+}
+
+/// The most bytes one object may decompress to (as the archive's reader).
+const MAX_OBJECT_BYTES: u64 = 512 * 1024 * 1024;
 
 /// The daily series of the stats page: `series[repo][i]` is the
 /// repository's last measurement in the last [`DAY_END_WINDOW`] of day `i`
@@ -237,6 +309,45 @@ pub struct DailySeries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_gives_each_repository_once_and_skips_what_is_not_a_document() {
+        let documents = [
+            r#"{"@timestamp":"2026-12-03T10:35:00Z","http":{"docker_hub":{"namespace":"a","name":"b","pull_count":7,"star_count":1,"collaborator_count":0}}}"#,
+            "{not json",
+            r#"{"@timestamp":"2026-12-03T10:35:00Z","http":{"docker_hub":{"namespace":"a","name":"c","pull_count":1.5,"star_count":1}}}"#,
+            r#"{"@timestamp":"2026-12-03T10:35:00Z","http":{"docker_hub":{"namespace":"a","name":"d","pull_count":9,"star_count":1}}}"#,
+            r#"{"@timestamp":"2026-12-03T10:35:00Z","http":{"docker_hub":{"namespace":"a","name":"b","pull_count":8,"star_count":1}}}"#,
+        ]
+        .join("\n");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, text_bytes(&documents)).expect("write");
+        let body = encoder.finish().expect("gzip");
+        let at = 1_796_294_100;
+        let mut found = BTreeMap::new();
+        read_object(&body, at..=at, None, &mut found).expect("reads");
+        let repo = |name: &str| ("a".to_owned(), name.to_owned());
+        assert_eq!(
+            found,
+            BTreeMap::from([
+                (repo("b"), Measurement { at, pulls: 7 }),
+                (repo("d"), Measurement { at, pulls: 9 }),
+            ])
+        );
+        // Outside the window, or not asked for: left out.
+        let mut none = BTreeMap::new();
+        read_object(&body, at + 1..=at + 10, None, &mut none).expect("reads");
+        assert!(none.is_empty());
+        let only_d = BTreeSet::from([repo("d")]);
+        let mut some = BTreeMap::new();
+        read_object(&body, at..=at, Some(&only_d), &mut some).expect("reads");
+        assert_eq!(some.keys().collect::<Vec<_>>(), [&repo("d")]);
+        assert!(read_object(b"plain", at..=at, None, &mut some).is_err());
+    }
+
+    fn text_bytes(text: &str) -> &[u8] {
+        text.as_bytes()
+    }
 
     #[test]
     fn key_times_are_read_from_the_name() {
