@@ -26,8 +26,8 @@ pub fn metric(n: i64) -> String {
                 return format!("{sign}{one_decimal}{}", PREFIXES[i]);
             }
         }
-        // Math.round: half up (scaled is positive).
-        let rounded = (scaled + 0.5).floor();
+        // Math.round: half up (scaled is positive, so away from zero is up).
+        let rounded = scaled.round();
         return if rounded < 1000.0 {
             format!("{sign}{rounded}{}", PREFIXES[i])
         } else {
@@ -41,22 +41,30 @@ pub fn metric(n: i64) -> String {
 }
 
 /// JavaScript's `x.toFixed(1)` for `0 <= x < 10`: the exact binary value of
-/// `x`, rounded half up to one decimal.
+/// `x`, rounded half up to one decimal. Integer arithmetic on the double's
+/// mantissa and exponent: exact, and far cheaper than printing 60 digits.
 fn to_fixed_1(x: f64) -> String {
-    // A double below 10 has at most 53 significant binary digits after the
-    // point, so 60 decimals are its exact value: no rounding happens here.
-    let exact = format!("{x:.60}");
-    let (whole, fraction) = exact.split_once('.').unwrap_or((&exact, "0"));
-    let mut whole: u64 = whole.parse().unwrap_or(0);
-    let mut tenths = u64::from(fraction.as_bytes()[0] - b'0');
-    if fraction.as_bytes().get(1).is_some_and(|d| *d >= b'5') {
-        tenths += 1;
-        if tenths == 10 {
-            tenths = 0;
-            whole += 1;
-        }
-    }
-    format!("{whole}.{tenths}")
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = u128::from(bits & ((1u64 << 52) - 1));
+    // x = mantissa × 2^-shift (a subnormal has no hidden bit).
+    let (mantissa, shift) = if exponent == 0 {
+        (fraction, 1074)
+    } else {
+        (fraction | (1 << 52), 1075 - exponent)
+    };
+    let tenths = if shift <= 0 {
+        (mantissa << (-shift).min(60)) * 10
+    } else if shift >= 120 {
+        // Below 2^-67: far under half a tenth.
+        0
+    } else {
+        let scaled = mantissa * 10;
+        let whole = scaled >> shift;
+        let rest = scaled & ((1u128 << shift) - 1);
+        whole + u128::from(rest >= 1u128 << (shift - 1))
+    };
+    format!("{}.{}", tenths / 10, tenths % 10)
 }
 
 #[cfg(test)]
@@ -105,5 +113,8 @@ mod tests {
         assert_eq!(to_fixed_1(1.15), "1.1"); // 1.1499999999999999112
         assert_eq!(to_fixed_1(9.96), "10.0");
         assert_eq!(to_fixed_1(0.0), "0.0");
+        assert_eq!(to_fixed_1(0.05), "0.1"); // 0.05000000000000000277
+        assert_eq!(to_fixed_1(0.25), "0.3");
+        assert_eq!(to_fixed_1(1e-300), "0.0");
     }
 }
