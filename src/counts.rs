@@ -131,6 +131,11 @@ run_counts! {
     /// This run's documents neither archived nor kept as a pending copy:
     /// the archive misses them.
     archive_failed: usize => "ArchiveFailed" Count;
+    /// Pull alerts raised (a spike, stall or regression episode started
+    /// or ended; see [`crate::insights`]).
+    pull_alerts: usize => "PullAlerts" Count;
+    /// Badge objects written to `BADGE_BUCKET`.
+    badges_written: usize;
 }
 
 #[cfg(test)]

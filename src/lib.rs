@@ -48,6 +48,7 @@ pub mod export;
 pub mod http;
 pub mod hub;
 pub mod image_ref;
+pub mod insights;
 pub mod metrics;
 pub mod ndjson;
 pub mod progress;

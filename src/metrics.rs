@@ -86,11 +86,12 @@ mod tests {
             drained_already_indexed: 23,
             archived: 29,
             archive_failed: 31,
+            pull_alerts: 37,
             ..RunCounts::default()
         }
     }
 
-    fn expected_values() -> [(&'static str, &'static str, u64); 15] {
+    fn expected_values() -> [(&'static str, &'static str, u64); 16] {
         [
             ("Requested", "Count", 1000),
             ("Indexed", "Count", 990),
@@ -107,6 +108,7 @@ mod tests {
             ("DrainedAlreadyIndexed", "Count", 23),
             ("Archived", "Count", 29),
             ("ArchiveFailed", "Count", 31),
+            ("PullAlerts", "Count", 37),
         ]
     }
 

@@ -15,6 +15,7 @@ use crate::es::sigv4::AwsSigning;
 use crate::es::{EsClient, PipelineMemory, setup};
 use crate::event::{Action, LateEvent, Request};
 use crate::hub::{FetchPlan, HubClient};
+use crate::insights::Insights;
 use crate::ndjson::BulkEntry;
 use crate::retry::Deadline;
 use crate::spool::SpoolStore;
@@ -109,6 +110,8 @@ pub struct Job<S> {
     drain_slice_bytes: u64,
     /// Signs Elasticsearch requests when `elasticsearch/aws_auth` is set.
     aws: Option<AwsSigning>,
+    /// Badges and alerts from the archive (see [`crate::insights`]).
+    insights: Arc<Insights>,
 }
 
 /// Where a run's metrics record line goes.
@@ -131,7 +134,14 @@ impl<S: SettingsSource> Job<S> {
             pipeline_memory: PipelineMemory::default(),
             drain_slice_bytes: crate::delivery::SLICE_BYTES,
             aws: None,
+            insights: Arc::default(),
         }
+    }
+
+    /// Badges and alerts after each run, read from the archive.
+    pub fn with_insights(mut self, insights: Insights) -> Self {
+        self.insights = Arc::new(insights);
+        self
     }
 
     /// Signs Elasticsearch requests with SigV4 when the settings say
@@ -524,6 +534,14 @@ impl<S: SettingsSource> Job<S> {
         let (archived, delivery) = tokio::join!(archiving, delivering);
         if let Some(archived) = &archived {
             crate::archive::pending::account(archived, counts);
+        }
+        if let Some(archive) = self.archive.as_deref()
+            && self.insights.is_on()
+        {
+            let insights = self
+                .insights
+                .after_run(archive, &documents, &settings.insights);
+            crate::insights::account(insights, deadline, counts).await;
         }
         drop(documents);
         let delivery = delivery?;

@@ -8,6 +8,9 @@ use crate::archive::S3Archive;
 use crate::config::{Environment, SsmParameterStore, SsmSettings};
 use crate::error::Error;
 use crate::hub::{HubClient, HubOptions};
+use crate::insights::Insights;
+use crate::insights::notify::SnsSink;
+use crate::insights::store::S3Bucket;
 use crate::run::Job;
 use crate::spool::{self, S3Spool};
 use std::sync::Arc;
@@ -39,6 +42,33 @@ pub(crate) async fn aws_sdk_config() -> Result<aws_config::SdkConfig, Error> {
         })
 }
 
+/// Badges into `BADGE_BUCKET`, alerts to `ALERT_TOPIC_ARN`, with the alert
+/// state in the badge bucket (else the archive bucket); off when neither is
+/// set.
+pub fn insights(env: &Environment, aws: &aws_config::SdkConfig) -> Insights {
+    let mut insights = Insights::default();
+    let state_bucket = env.badge_bucket.as_ref().or(env.archive_bucket.as_ref());
+    if let Some(bucket) = &env.badge_bucket {
+        insights = insights.with_badges(Arc::new(S3Bucket::new(spool::s3_client(aws), bucket)));
+    }
+    if env.badge_bucket.is_some() || env.alert_topic_arn.is_some() {
+        match state_bucket {
+            Some(bucket) => {
+                insights = insights
+                    .with_alert_state(Arc::new(S3Bucket::new(spool::s3_client(aws), bucket)));
+            }
+            None => tracing::warn!(
+                "ALERT_TOPIC_ARN is set but neither BADGE_BUCKET nor ARCHIVE_BUCKET: no alerts (they need the archive and a place for their state)"
+            ),
+        }
+    }
+    if let Some(topic) = &env.alert_topic_arn {
+        insights =
+            insights.with_alert_sink(Arc::new(SnsSink::new(aws_sdk_sns::Client::new(aws), topic)));
+    }
+    insights
+}
+
 /// A job that reads its settings from SSM under `SSM_PREFIX`, spools to
 /// `SPOOL_BUCKET` and archives to `ARCHIVE_BUCKET` when they are set, and honours `MAX_EVENT_AGE`. The AWS SDK
 /// trusts the same root certificates as `http` (see [`crate::tls`]).
@@ -66,5 +96,5 @@ pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob,
             )));
         }
     }
-    Ok(job)
+    Ok(job.with_insights(insights(env, &aws)))
 }

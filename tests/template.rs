@@ -626,11 +626,25 @@ fn function_environment_and_json_logging() {
         json!({ "Ref": bucket_id }),
         "ARCHIVE_BUCKET is the spool's bucket"
     );
-    assert_eq!(
-        t.of_type("AWS::S3::Bucket").count(),
-        1,
-        "one bucket for spool and archive"
-    );
+    // One bucket for spool and archive; the badges have their own
+    // (issue 23), so making them public can never expose the history.
+    let buckets: BTreeSet<&String> = t.of_type("AWS::S3::Bucket").map(|(id, _)| id).collect();
+    let badge_bucket = badge_bucket_id(&t);
+    assert_eq!(buckets, BTreeSet::from([&bucket_id, &badge_bucket]));
+    assert_ne!(badge_bucket, bucket_id);
+    // Pull alerts go to their own topic, not the operators' alarm topic.
+    let alert_topic = variables["ALERT_TOPIC_ARN"]["Ref"]
+        .as_str()
+        .expect("ALERT_TOPIC_ARN is a Ref to a topic");
+    assert_eq!(t.resource(alert_topic)["Type"], "AWS::SNS::Topic");
+    let alarm_topics: Vec<&String> = t
+        .of_type("AWS::CloudWatch::Alarm")
+        .flat_map(|(_, a)| as_list(&a["Properties"]["AlarmActions"]))
+        .filter_map(|action| action["Ref"].as_str())
+        .map(|id| t.resources().get_key_value(id).expect("a resource").0)
+        .collect();
+    assert!(!alarm_topics.is_empty());
+    assert!(alarm_topics.iter().all(|id| id.as_str() != alert_topic));
 
     let logging = t.function_prop("LoggingConfig");
     assert_eq!(logging["LogFormat"], "JSON");
@@ -1000,7 +1014,13 @@ fn alarms_on_errors_and_dead_letters_with_optional_email() {
         json!([{ "Name": "QueueName", "Value": { "Fn::GetAtt": [queue_id, "QueueName"] } }])
     );
 
-    let topics: Vec<_> = t.of_type("AWS::SNS::Topic").map(|(id, _)| id).collect();
+    // Besides the maintainers' pull alert topic (issue 23), one alarm topic.
+    let alert_topic = t.function_prop("Environment")["Variables"]["ALERT_TOPIC_ARN"]["Ref"].clone();
+    let topics: Vec<_> = t
+        .of_type("AWS::SNS::Topic")
+        .map(|(id, _)| id)
+        .filter(|id| alert_topic != json!(id))
+        .collect();
     assert_eq!(topics.len(), 1, "one alarm topic");
     let topic_ref = json!({ "Ref": topics[0] });
     for alarm in [errors, dead_letters] {
@@ -1014,6 +1034,7 @@ fn alarms_on_errors_and_dead_letters_with_optional_email() {
     let subscriptions: Vec<_> = t
         .of_type("AWS::SNS::Subscription")
         .map(|(_, s)| s)
+        .filter(|s| s["Properties"]["TopicArn"] == topic_ref)
         .collect();
     assert_eq!(subscriptions.len(), 1, "one e-mail subscription");
     let subscription = subscriptions[0];
@@ -1360,11 +1381,21 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
     let t = Template::load();
     let bucket_id = spool_bucket_id(&t);
     let bucket_arn = json!({ "Fn::GetAtt": [bucket_id, "Arn"] });
+    // The spool and archive bucket's statements (the badge bucket's are
+    // checked in badge_bucket_role_statements_and_the_alert_topic_only).
     let s3: Vec<_> = t
         .all_statements()
         .into_iter()
         .filter(|(_, s)| actions(s).iter().any(|a| a.starts_with("s3:")))
         .map(|(_, s)| s)
+        .filter(|s| {
+            s["Resource"]
+                .to_string()
+                .contains(&format!("\"{bucket_id}"))
+                || s["Resource"]
+                    .to_string()
+                    .contains(&format!("{{{bucket_id}."))
+        })
         .collect();
     assert_eq!(
         s3.len(),
@@ -2260,4 +2291,169 @@ fn the_documented_deployer_policy_covers_every_resource_the_template_creates() {
         docs.contains("deployer-policy.json"),
         "docs/deploy.md shows the deployer policy"
     );
+}
+
+fn badge_bucket_id(t: &Template) -> String {
+    let variables = &t.function_prop("Environment")["Variables"];
+    variables["BADGE_BUCKET"]["Ref"]
+        .as_str()
+        .expect("BADGE_BUCKET is a Ref to the badge bucket")
+        .to_string()
+}
+
+#[test]
+fn the_badge_bucket_is_private_unless_public_badges_is_true() {
+    let t = Template::load();
+    let id = badge_bucket_id(&t);
+    let bucket = t.resource(&id);
+    assert_eq!(bucket["Type"], "AWS::S3::Bucket");
+    let props = |overrides: &[(&str, &str)]| {
+        t.resolve_tree(&bucket["Properties"], overrides)
+            .expect("properties")
+    };
+    let policy_statements = |overrides: &[(&str, &str)]| -> Vec<Value> {
+        let policies: Vec<_> = t
+            .of_type("AWS::S3::BucketPolicy")
+            .filter(|(_, p)| p["Properties"]["Bucket"] == json!({ "Ref": id }))
+            .collect();
+        assert_eq!(policies.len(), 1, "one policy on {id}");
+        let document = t
+            .resolve_tree(&policies[0].1["Properties"]["PolicyDocument"], overrides)
+            .expect("document");
+        as_list(&document["Statement"])
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(t.parameter("PublicBadges")["Default"], "false");
+
+    // Default: every public access block on, no CORS, the policy only denies.
+    let private = props(&[]);
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            t.resolve(&private["PublicAccessBlockConfiguration"][setting], &[]),
+            Some("true".into()),
+            "{setting}"
+        );
+    }
+    assert!(private.get("CorsConfiguration").is_none());
+    assert!(policy_statements(&[]).iter().all(|s| s["Effect"] == "Deny"));
+
+    // PublicBadges=true: anyone may GET badges/ over HTTPS, nothing else.
+    let on = [("PublicBadges", "true")];
+    let public = props(&on);
+    let block = &public["PublicAccessBlockConfiguration"];
+    assert_eq!(block["BlockPublicAcls"], json!(true), "ACLs stay blocked");
+    assert_eq!(block["IgnorePublicAcls"], json!(true));
+    assert_eq!(block["BlockPublicPolicy"], json!(false));
+    assert_eq!(block["RestrictPublicBuckets"], json!(false));
+    let allows: Vec<Value> = policy_statements(&on)
+        .into_iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .collect();
+    assert_eq!(allows.len(), 1, "{allows:?}");
+    assert_eq!(allows[0]["Principal"], "*");
+    assert_eq!(actions(&allows[0]), ["s3:GetObject"]);
+    assert_eq!(
+        allows[0]["Resource"],
+        json!({ "Fn::Sub": format!("${{{id}.Arn}}/badges/*") }),
+        "badges/ only: never alerts/"
+    );
+    assert_eq!(
+        allows[0]["Condition"],
+        json!({ "Bool": { "aws:SecureTransport": "true" } })
+    );
+    let cors = as_list(&public["CorsConfiguration"]["CorsRules"]);
+    assert_eq!(cors.len(), 1);
+    assert_eq!(cors[0]["AllowedMethods"], json!(["GET", "HEAD"]));
+    assert_eq!(cors[0]["AllowedOrigins"], json!(["*"]));
+
+    // The spool and archive bucket is private whatever PublicBadges says.
+    let spool = t.resource(&spool_bucket_id(&t));
+    let spool_props = t
+        .resolve_tree(&spool["Properties"], &on)
+        .expect("properties");
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            spool_props["PublicAccessBlockConfiguration"][setting],
+            json!(true)
+        );
+    }
+}
+
+#[test]
+fn badge_bucket_role_statements_and_the_alert_topic_only() {
+    let t = Template::load();
+    let badge = badge_bucket_id(&t);
+    let spool = spool_bucket_id(&t);
+    let variables = &t.function_prop("Environment")["Variables"];
+    let topic = variables["ALERT_TOPIC_ARN"]["Ref"].as_str().expect("a Ref");
+    let statements = t.all_statements();
+    // sns:Publish on the alert topic and nothing else.
+    let sns: Vec<&Value> = statements
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| actions(s).iter().any(|a| a.starts_with("sns:")))
+        .collect();
+    assert_eq!(sns.len(), 1, "{sns:?}");
+    assert_eq!(actions(sns[0]), ["sns:Publish"]);
+    assert_eq!(sns[0]["Resource"], json!({ "Ref": topic }));
+    // On the badge bucket: list (so a missing object is a 404), and get and
+    // put under badges/ and alerts/; no delete.
+    let on_badges: Vec<&Value> = statements
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| actions(s).iter().any(|a| a.starts_with("s3:")))
+        .filter(|s| s["Resource"].to_string().contains(&badge))
+        .collect();
+    assert_eq!(on_badges.len(), 2, "{on_badges:?}");
+    for statement in on_badges {
+        assert!(!statement["Resource"].to_string().contains(&spool));
+        match actions(statement).as_slice() {
+            [list] if list == "s3:ListBucket" => {
+                assert_eq!(
+                    statement["Resource"],
+                    json!({ "Fn::GetAtt": [badge, "Arn"] })
+                );
+            }
+            _ => {
+                let granted: BTreeSet<String> = actions(statement).into_iter().collect();
+                assert_eq!(
+                    granted,
+                    BTreeSet::from(["s3:GetObject".to_string(), "s3:PutObject".to_string()])
+                );
+                assert_eq!(
+                    statement["Resource"],
+                    json!([
+                        { "Fn::Sub": format!("${{{badge}.Arn}}/badges/*") },
+                        { "Fn::Sub": format!("${{{badge}.Arn}}/alerts/*") },
+                    ])
+                );
+            }
+        }
+    }
+    // An optional e-mail subscription to the alert topic.
+    let subscriptions: Vec<_> = t
+        .of_type("AWS::SNS::Subscription")
+        .filter(|(_, s)| s["Properties"]["TopicArn"] == json!({ "Ref": topic }))
+        .collect();
+    assert_eq!(subscriptions.len(), 1);
+    let (_, subscription) = subscriptions[0];
+    assert_eq!(
+        subscription["Properties"]["Endpoint"],
+        json!({ "Ref": "AlertEmail" })
+    );
+    let condition = subscription["Condition"].as_str().expect("conditional");
+    assert!(!t.condition(condition, &[]));
+    assert!(t.condition(condition, &[("AlertEmail", "me@example.com")]));
 }

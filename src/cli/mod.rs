@@ -13,7 +13,9 @@
 //! settings SSM would give.
 
 mod export_index;
+mod insights;
 mod replay;
+mod report;
 mod run;
 mod settings;
 
@@ -44,6 +46,8 @@ usage: docker-pulls [run] [options]
                            (--es-url URL | --ssm --write) [--index PREFIX] [--cursor KEY]
        docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
+       docker-pulls insights --archive DIR|s3://BUCKET [--time RFC3339]
+       docker-pulls report --archive DIR|s3://BUCKET [--out FILE] [--time RFC3339]
 
   --images LIST     image references, separated by commas or spaces; may repeat
                     (--image is the same flag)
@@ -82,6 +86,12 @@ indices PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
 document. Both show their progress on stderr, print a summary on stdout, and
 exit with 1 when a document was refused or not indexed.
 
+insights prints, for every repository in the archive, its total and its pulls
+over the last day, week and month (- when the archive cannot tell, `down` when
+the count went backwards) and the alert conditions that hold. report writes the
+stats page (default report.html): a 90-day daily-pulls chart per repository.
+Both read the archive at its newest measurement, or at --time.
+
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
 credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
 token); DOCKER_HUB_URL, HUB_CONCURRENCY, SSM_PREFIX as in Lambda; with --ssm,
@@ -100,6 +110,10 @@ pub enum Command {
     Replay,
     /// `export-index`: an index's documents copied into the archive.
     ExportIndex,
+    /// `insights`: the gains and alerts table from the archive.
+    Insights,
+    /// `report`: the stats page from the archive.
+    Report,
 }
 
 /// The parsed command line.
@@ -118,6 +132,8 @@ pub struct Options {
     pub aws_auth: Option<String>,
     pub time: Option<String>,
     pub spool: Option<std::path::PathBuf>,
+    /// `report --out FILE`.
+    pub out: Option<std::path::PathBuf>,
     pub dry_run: bool,
     pub setup: bool,
     pub ssm: bool,
@@ -139,6 +155,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Value(command) if first && command == "export-index" => {
                 options.command = Command::ExportIndex
             }
+            Value(command) if first && command == "insights" => options.command = Command::Insights,
+            Value(command) if first && command == "report" => options.command = Command::Report,
+            Long("out") => options.out = Some(parser.value()?.into()),
             Long("archive") => options.archive = Some(parser.value()?.string()?),
             Long("from") => options.from = Some(parser.value()?.string()?),
             Long("to") => options.to = Some(parser.value()?.string()?),
@@ -171,6 +190,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         }
         Command::ExportIndex if options.index.is_none() => {
             Some("export-index needs --index PATTERN (e.g. 'docker-pulls-*')")
+        }
+        Command::Insights | Command::Report if options.archive.is_none() => {
+            Some("--archive DIR or --archive s3://BUCKET is needed")
         }
         Command::Replay | Command::ExportIndex if options.archive.is_none() && !options.ssm => {
             Some("--archive DIR or --archive s3://BUCKET is needed (or --ssm with ARCHIVE_BUCKET)")
@@ -251,6 +273,8 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
     let outcome = match options.command {
         Command::Run => run::run(&options, &env, http).await.map(|()| true),
         Command::Replay | Command::ExportIndex => history(&options, &env, http).await,
+        Command::Insights => insights::insights(&options).await,
+        Command::Report => report::report(&options).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

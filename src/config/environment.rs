@@ -16,6 +16,12 @@ pub struct Environment {
     /// `ARCHIVE_BUCKET`: where every run's documents are archived; `None`:
     /// no archive.
     pub archive_bucket: Option<String>,
+    /// `BADGE_BUCKET`: where badges, their index and the stats page go;
+    /// `None`: none written (see [`crate::insights`]).
+    pub badge_bucket: Option<String>,
+    /// `ALERT_TOPIC_ARN`: the SNS topic pull alerts are published to;
+    /// `None`: alerts are only logged and counted.
+    pub alert_topic_arn: Option<String>,
     /// `MAX_EVENT_AGE`: a scheduled event older than this is a late replay,
     /// and its counts get the fetch time instead of the event's.
     pub max_event_age: std::time::Duration,
@@ -23,7 +29,7 @@ pub struct Environment {
 
 impl Environment {
     /// Reads `SSM_PREFIX`, `DOCKER_HUB_URL`, `HUB_CONCURRENCY`,
-    /// `SPOOL_BUCKET`, `ARCHIVE_BUCKET` and `MAX_EVENT_AGE` through `var` (the process
+    /// `SPOOL_BUCKET`, `ARCHIVE_BUCKET`, `BADGE_BUCKET`, `ALERT_TOPIC_ARN` and `MAX_EVENT_AGE` through `var` (the process
     /// environment in production).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let non_empty = |name: &str| {
@@ -68,6 +74,8 @@ impl Environment {
             hub_concurrency,
             spool_bucket: non_empty("SPOOL_BUCKET"),
             archive_bucket: non_empty("ARCHIVE_BUCKET"),
+            badge_bucket: non_empty("BADGE_BUCKET"),
+            alert_topic_arn: non_empty("ALERT_TOPIC_ARN"),
             max_event_age,
         })
     }
@@ -88,6 +96,8 @@ mod tests {
                 hub_concurrency: 16,
                 spool_bucket: None,
                 archive_bucket: None,
+                badge_bucket: None,
+                alert_topic_arn: None,
                 max_event_age: std::time::Duration::from_secs(900),
             }
         );
@@ -97,12 +107,19 @@ mod tests {
             "DOCKER_HUB_URL" => Some("http://127.0.0.1:8080".into()),
             "SPOOL_BUCKET" => Some(" pulls-spool ".into()),
             "ARCHIVE_BUCKET" => Some("pulls-archive".into()),
+            "BADGE_BUCKET" => Some("pulls-badges".into()),
+            "ALERT_TOPIC_ARN" => Some("arn:aws:sns:us-east-1:123456789012:pull-alerts".into()),
             "MAX_EVENT_AGE" => Some("600".into()),
             _ => None,
         })
         .expect("valid");
         assert_eq!(env.spool_bucket.as_deref(), Some("pulls-spool"));
         assert_eq!(env.archive_bucket.as_deref(), Some("pulls-archive"));
+        assert_eq!(env.badge_bucket.as_deref(), Some("pulls-badges"));
+        assert_eq!(
+            env.alert_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:pull-alerts")
+        );
         assert_eq!(env.max_event_age, std::time::Duration::from_secs(600));
         for bad in ["0", "-5", "15m"] {
             let err = Environment::from_vars(|n| (n == "MAX_EVENT_AGE").then(|| bad.to_owned()))

@@ -9,6 +9,7 @@
 
 mod elasticsearch;
 mod environment;
+mod insights;
 mod ssm;
 
 pub use elasticsearch::{
@@ -110,6 +111,8 @@ pub struct Settings {
     pub hub_credentials: Option<HubCredentials>,
     /// `dockerhub/namespace_counts`.
     pub namespace_counts: NamespaceCounts,
+    /// `insights/*`: when pulls spike or stall (see [`crate::insights`]).
+    pub insights: crate::insights::alerts::Thresholds,
 }
 
 /// Which settings this run cannot do without.
@@ -232,12 +235,15 @@ impl Settings {
             }
         };
 
+        let insights = insights::read(get, full_name)?;
+
         Ok(Settings {
             images,
             image_sources,
             elasticsearch,
             hub_credentials,
             namespace_counts,
+            insights,
         })
     }
 }

@@ -14,6 +14,8 @@ bounded; every process is stopped at the end.
 
 from __future__ import annotations
 
+import calendar
+import gzip
 import json
 import os
 import shutil
@@ -36,6 +38,7 @@ API_KEY = "ZTJlOmUyZS1zZWNyZXQta2V5LTc3Nzc="
 SECRETS = [API_KEY]
 PREFIX = "/docker-pulls"
 BUCKET = "docker-pulls-spool"
+BADGE_BUCKET = "docker-pulls-badges"
 
 processes: list[subprocess.Popen] = []
 failures = 0
@@ -171,6 +174,27 @@ def run(workdir: Path) -> int:
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
                       aws_access_key_id="test", aws_secret_access_key="test")
     s3.create_bucket(Bucket=BUCKET)
+    # Insights (docs/insights.md): the badge bucket and the pull alert topic,
+    # read back through an SQS subscription.
+    s3.create_bucket(Bucket=BADGE_BUCKET)
+    aws = dict(endpoint_url=moto_url, region_name="us-east-1",
+               aws_access_key_id="test", aws_secret_access_key="test")
+    sns = boto3.client("sns", **aws)
+    sqs = boto3.client("sqs", **aws)
+    topic_arn = sns.create_topic(Name="pull-alerts")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="pull-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def alert_subjects() -> list[str]:
+        subjects = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return sorted(subjects)
+            for message in batch:
+                subjects.append(json.loads(message["Body"]).get("Subject", ""))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def spool_keys() -> list[str]:
         listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="spool/")
@@ -204,6 +228,10 @@ def run(workdir: Path) -> int:
         f"AWS_ENDPOINT_URL_SSM={moto_url}",
         f"AWS_ENDPOINT_URL_S3={moto_url}",
         f"SPOOL_BUCKET={BUCKET}",
+        f"ARCHIVE_BUCKET={BUCKET}",
+        f"BADGE_BUCKET={BADGE_BUCKET}",
+        f"ALERT_TOPIC_ARN={topic_arn}",
+        f"AWS_ENDPOINT_URL_SNS={moto_url}",
         "AWS_ACCESS_KEY_ID=test",
         "AWS_SECRET_ACCESS_KEY=test",
         "AWS_REGION=us-east-1",
@@ -234,13 +262,29 @@ def run(workdir: Path) -> int:
     check("a second setup changes nothing", again["pipeline"]["result"] == "unchanged"
           and again["index_template"]["result"] == "unchanged", again)
 
+    # An archived measurement five minutes before the run with a far higher
+    # count for library/httpd: the run sees Docker Hub's counter go back.
+    earlier = time.gmtime(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - 300)
+    earlier_stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", earlier)
+    line = {"@timestamp": earlier_stamp, "http": {"docker_hub": {
+        "namespace": "library", "name": "httpd", "pull_count": 10**12, "star_count": 1, "collaborator_count": 0}}}
+    s3.put_object(Bucket=BUCKET, Body=gzip.compress((json.dumps(line) + "\n").encode()),
+                  Key=time.strftime("archive/year=%Y/month=%m/day=%d/%Y%m%dT%H%M%S.000Z-00000000000000000.ndjson.gz", earlier))
+
     first = invoke_json(lambda_port, scheduled)
     check("scheduled event indexes 8 repositories", first.get("indexed") == 8 and first.get("failed") == [], first)
+    badge = json.loads(s3.get_object(Bucket=BADGE_BUCKET, Key="badges/library/httpd/total.json")["Body"].read())
+    check("a badge object appears in the badge bucket",
+          set(badge) == {"schemaVersion", "label", "message", "color"} and badge["label"] == "docker pulls", badge)
+    check("the run counts the alert it raised", first.get("pull_alerts") == 1, first)
+    check("the regression alert reaches the topic once",
+          alert_subjects() == ["docker-pulls: regression started for library/httpd"], earlier_stamp)
     check("summary names the yearly index", first.get("index") == index, first)
     check("the event's time stamps the documents", first.get("timestamp") == stamp and "late_event" not in first, first)
     check("the summary reports the spool", first.get("spooled") == 0 and first.get("spool_backlog") == 0, first)
     retry = invoke_json(lambda_port, scheduled)
     check("a retried event indexes nothing new", retry.get("indexed") == 0 and retry.get("already_indexed") == 8, retry)
+    check("a retried event alerts nothing new", retry.get("pull_alerts") == 0 and alert_subjects() == [], retry)
     status, search = http("GET", f"{es_url}/{index}/_count", api_key=API_KEY)
     check("the cluster holds exactly 8 documents", status == 200 and search.get("count") == 8, search)
 

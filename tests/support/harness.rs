@@ -53,6 +53,7 @@ pub fn settings(images: &[&str], es_url: Option<&str>) -> Settings {
         }),
         hub_credentials: None,
         namespace_counts: Default::default(),
+        insights: Default::default(),
     }
 }
 

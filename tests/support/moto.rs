@@ -151,6 +151,7 @@ impl Moto {
         vec![
             ("AWS_ENDPOINT_URL_SSM", self.endpoint.clone()),
             ("AWS_ENDPOINT_URL_S3", self.endpoint.clone()),
+            ("AWS_ENDPOINT_URL_SNS", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_REGION", "us-east-1".into()),
@@ -168,7 +169,7 @@ impl Moto {
 
     /// The SDK configuration of every client for this server: test
     /// credentials, us-east-1, this endpoint.
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
             .region(Region::new("us-east-1"))
