@@ -88,13 +88,21 @@ pub async fn mark_due(store: &dyn ArchiveStore, day: Date) -> Result<(), Archive
     store.put(&due_key(day), Vec::new()).await
 }
 
-/// The days the daily compaction takes: `yesterday` and every marked day,
-/// in order, each once.
+/// The days the daily compaction takes: `yesterday` and the two days
+/// before it (an invocation missed is caught up; a day already compacted
+/// costs two listings), and every marked day, in order, each once.
 pub async fn due_days(
     store: &dyn ArchiveStore,
     yesterday: Date,
 ) -> Result<Vec<Date>, ArchiveError> {
     let mut days = vec![yesterday];
+    let mut day = yesterday;
+    for _ in 0..2 {
+        if let Some(before) = day.previous_day() {
+            days.push(before);
+            day = before;
+        }
+    }
     for key in store.list_all(DUE_PREFIX).await? {
         let text = key.trim_start_matches(DUE_PREFIX);
         match reader::parse_day(text) {
@@ -287,6 +295,11 @@ pub async fn compact(
             Err(error) => {
                 tracing::error!(%error, "a day could not be compacted; it stays raw and is tried again");
                 summary.failed.push(error.to_string());
+                // Tried again by the next daily compaction, even when it
+                // was yesterday's.
+                if let Err(error) = mark_due(store, day).await {
+                    tracing::error!(%error, date = %day, "could not mark the day for the next compaction");
+                }
             }
         }
     }
@@ -393,7 +406,13 @@ mod tests {
         .await;
         mark_due(&store, day).await.expect("mark");
         let later = Date::from_calendar_date(2026, time::Month::January, 9).expect("date");
-        assert_eq!(due_days(&store, later).await.expect("due"), [day, later]);
+        let recent = |d: Date| {
+            let b = d.previous_day().expect("day");
+            vec![b.previous_day().expect("day"), b, d]
+        };
+        let mut due = recent(later);
+        due.insert(0, day);
+        assert_eq!(due_days(&store, later).await.expect("due"), due);
         let summary = compact(&store, &[day], &dir, None).await;
         let third = &summary.days[0];
         assert_eq!((third.outcome.clone(), third.rows), (Outcome::Written, 3));
@@ -407,7 +426,7 @@ mod tests {
         );
         assert_eq!(
             due_days(&store, later).await.expect("due"),
-            [later],
+            recent(later),
             "the mark is gone"
         );
 

@@ -4,9 +4,10 @@
 //!
 //! This file parses the command line and dispatches; each subcommand lives
 //! in a file of its own: [`run`] (a run, or `--setup`), [`replay`],
-//! [`export_index`]. [`settings`] turns flags and environment into the
+//! [`export_index`], [`compact`]. [`settings`] turns flags and environment into the
 //! settings SSM would give.
 
+mod compact;
 mod export_index;
 mod replay;
 mod run;
@@ -39,6 +40,7 @@ usage: docker-pulls [run] [options]
                            (--es-url URL | --ssm) [--index PREFIX] [--cursor KEY]
        docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
+       docker-pulls compact --archive DIR|s3://BUCKET --from DAY --to DAY
 
   --images LIST     image references, separated by commas or spaces; may repeat
                     (default: httpd library/mysql radoondas/netatmobeat)
@@ -66,7 +68,9 @@ like 2026-01-01, or RFC 3339 times) into PREFIX-<yyyy>, with the same _id as
 the runs: what is already there counts as already indexed. --cursor KEY
 continues a replay that stopped. export-index copies the documents of the
 indices PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
-document. Both show their progress on stderr, print a summary on stdout, and
+document. compact writes each day from FROM up to, not including, TO (as
+replay's range) as one Parquet file, parquet/date=YYYY-MM-DD/, beside the raw
+objects (after an import, or for days the daily compaction missed). All show their progress on stderr, print a summary on stdout, and
 exit with 1 when a document was refused or not indexed.
 
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
@@ -87,6 +91,8 @@ pub enum Command {
     Replay,
     /// `export-index`: an index's documents copied into the archive.
     ExportIndex,
+    /// `compact`: archive days into Parquet.
+    Compact,
 }
 
 /// The parsed command line.
@@ -124,6 +130,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Value(command) if first && command == "export-index" => {
                 options.command = Command::ExportIndex
             }
+            Value(command) if first && command == "compact" => options.command = Command::Compact,
             Long("archive") => options.archive = Some(parser.value()?.string()?),
             Long("from") => options.from = Some(parser.value()?.string()?),
             Long("to") => options.to = Some(parser.value()?.string()?),
@@ -153,6 +160,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         Command::Replay if options.from.is_none() || options.to.is_none() => {
             Some("replay needs --from and --to")
         }
+        Command::Compact if options.from.is_none() || options.to.is_none() => {
+            Some("compact needs --from DAY and --to DAY (days like 2026-01-01)")
+        }
+        Command::Compact if options.archive.is_none() => {
+            Some("compact needs --archive DIR or --archive s3://BUCKET")
+        }
         Command::ExportIndex if options.index.is_none() => {
             Some("export-index needs --index PATTERN (e.g. 'docker-pulls-*')")
         }
@@ -172,6 +185,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             to.unwrap_or_default(),
             options.cursor.as_deref(),
         )?;
+    }
+    if options.command == Command::Compact && !options.help {
+        compact::days(from.unwrap_or_default(), to.unwrap_or_default())?;
     }
     for (flag, value) in [("from", from), ("to", to)] {
         if let Some(text) = value {
@@ -196,6 +212,7 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
     let outcome = match options.command {
         Command::Run => run::run(&options, &env, http).await.map(|()| true),
         Command::Replay | Command::ExportIndex => history(&options, &env, http).await,
+        Command::Compact => compact::compact(&options).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
