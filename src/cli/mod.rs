@@ -37,7 +37,7 @@ reads its settings from SSM. Anywhere else it runs once:
 
 usage: docker-pulls [run] [options]
        docker-pulls replay --from DATE --to DATE [--archive DIR|s3://BUCKET]
-                           (--es-url URL | --ssm) [--index PREFIX] [--cursor KEY]
+                           (--es-url URL | --ssm) [--index PREFIX] [--cursor CURSOR]
        docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
        docker-pulls compact --archive DIR|s3://BUCKET --from DAY --to DAY
@@ -65,13 +65,16 @@ usage: docker-pulls [run] [options]
 
 replay indexes every archived document with FROM <= @timestamp < TO (dates
 like 2026-01-01, or RFC 3339 times) into PREFIX-<yyyy>, with the same _id as
-the runs: what is already there counts as already indexed. --cursor KEY
-continues a replay that stopped. export-index copies the documents of the
-indices PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
+the runs: what is already there counts as already indexed. --cursor CURSOR
+(the `cursor` a replay that stopped printed) continues right after the last
+document it delivered. export-index copies the documents of the indices
+PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
 document. compact writes each day from FROM up to, not including, TO (as
 replay's range) as one Parquet file, parquet/date=YYYY-MM-DD/, beside the raw
-objects (after an import, or for days the daily compaction missed). All show their progress on stderr, print a summary on stdout, and
-exit with 1 when a document was refused or not indexed.
+objects (after an import, or for days the daily compaction missed). All print
+a summary on stdout; replay and export-index show their progress on stderr.
+They exit with 1 when a document was refused or not indexed, or a day could
+not be compacted.
 
 environment: ES_API_KEY, or ES_USERNAME and ES_PASSWORD (Elasticsearch
 credentials); DOCKERHUB_USERNAME and DOCKERHUB_TOKEN (a personal access
@@ -414,7 +417,7 @@ mod tests {
                     "--cursor",
                     "x",
                 ],
-                "not an archive key",
+                "is not TIME/NAMESPACE/NAME or TIME",
             ),
             (&["export-index", "--archive", "d"], "--index PATTERN"),
             (
