@@ -800,6 +800,14 @@ fn history() -> Vec<(&'static str, String, Value)> {
         "mb-system".into(),
         json!({"@timestamp": "2021-01-15T10:07:41Z", "metricset": {"name": "cpu"}, "system": {"cpu": {"total": {"pct": 0.5}}}}),
     ));
+    // A docker_hub document whose count is not a whole number: asked for
+    // (it has a pull_count), and refused with its reason, never guessed at.
+    documents.push((
+        "docker-pulls-2021",
+        "mb-broken".into(),
+        json!({"@timestamp": "2021-01-15T10:07:42Z", "http": {"docker_hub": {
+            "namespace": "library", "name": "broken", "pull_count": 1.5, "star_count": 1}}}),
+    ));
     for time in ["2026-01-05T10:00:00Z", "2026-01-05T10:05:00Z"] {
         for (namespace, name, pulls) in [
             ("library", "httpd", 4_871_203_345u64),
@@ -826,7 +834,7 @@ fn expected_export() -> Vec<Value> {
         .expect("pipeline JSON");
     let mut expected: Vec<Value> = history()
         .into_iter()
-        .filter(|(_, id, _)| id != "mb-system")
+        .filter(|(_, id, _)| id != "mb-system" && id != "mb-broken")
         .map(|(_, _, mut source)| {
             support::ingest::run_pipeline(&pipeline, &mut source).expect("the pipeline runs");
             normalized(source)
@@ -888,13 +896,15 @@ fn es_settings(url: &str) -> docker_pulls::config::EsSettings {
 }
 
 fn check_export(summary: &docker_pulls::export::ExportSummary, lines: &[Value], keys: &[String]) {
+    // Another metricset's document (mb-system) is not even asked for: the
+    // search filters on http.docker_hub.pull_count.
     assert_eq!(summary.read, 15, "{summary:?}");
     assert_eq!((summary.archived, summary.refused), (14, 1), "{summary:?}");
-    assert_eq!(summary.refusals[0].id, "mb-system");
+    assert_eq!(summary.refusals[0].id, "mb-broken");
     assert!(
         summary.refusals[0]
             .reason
-            .contains("not a docker-pulls document"),
+            .contains("not a non-negative integer"),
         "{summary:?}"
     );
     assert_eq!(lines, expected_export());
@@ -1053,7 +1063,7 @@ async fn export_index_command_reads_osmem_server_with_dynamic_and_keyword_mappin
             &summary["refused"],
             &summary["refusals"][0]["id"]
         ),
-        (&json!(14), &json!(1), &json!("mb-system")),
+        (&json!(14), &json!(1), &json!("mb-broken")),
         "{summary}"
     );
     let (lines, _) = exported(&DirArchive::new(&dir)).await;
