@@ -678,6 +678,100 @@ async fn replay_rebuilds_a_deleted_index_with_identical_ids_and_sources_and_twic
     );
 }
 
+/// The daily compaction on S3 (moto) through the Lambda event: one Parquet
+/// file a day, written once (a second event finds it up to date), a hand-
+/// made duplicate left out; replay then reads the day from Parquet (one
+/// file instead of its objects) and rebuilds the index exactly.
+#[tokio::test]
+async fn the_compact_event_writes_each_day_once_to_s3_and_replay_reads_the_parquet() {
+    let moto = Moto::start().await;
+    moto.create_bucket(BUCKET).await;
+    let store: Arc<dyn ArchiveStore> = Arc::new(S3Archive::new(moto.s3_client().await, BUCKET));
+    let es = FakeEs::start().await;
+    let hub = FakeHub::start().await;
+    hub.add_fixture_repos();
+    let job = job(&es.url(), &hub, store.clone());
+    for time in THREE_RUNS {
+        run_at(&job, time).await;
+    }
+    let before = indexed(&es);
+    let first = store
+        .list("archive/year=2026/month=01/day=05/", None)
+        .await
+        .expect("list")
+        .remove(0);
+    let body = store.get(&first).await.expect("get");
+    let copy = format!("{}-ffffffffffffffff.ndjson.gz", &first[..first.len() - 27]);
+    assert!(copy > first, "{copy} after {first}");
+    store.put(&copy, body).await.expect("a hand-made duplicate");
+
+    let event = json!({"action": "compact", "day": "2026-01-05"});
+    let compacted = job.handle(&event, deadline()).await.expect("compact");
+    let day = &compacted["days"][0];
+    assert_eq!(
+        (
+            &day["outcome"],
+            &day["rows"],
+            &day["objects"],
+            &day["duplicates"]
+        ),
+        (&json!("written"), &json!(6), &json!(3), &json!(3)),
+        "{compacted}"
+    );
+    let key = day["key"].as_str().expect("key").to_owned();
+    assert!(
+        key.starts_with("parquet/date=2026-01-05/") && key.ends_with(".parquet"),
+        "{key}"
+    );
+    let again = job.handle(&event, deadline()).await.expect("compact again");
+    assert_eq!(
+        (&again["days"][0]["outcome"], &again["days"][0]["key"]),
+        (&json!("up_to_date"), &json!(key)),
+        "{again}"
+    );
+    let files = store.list_all("parquet/").await.expect("list");
+    assert_eq!(files, [key.clone()]);
+    let rows = archive::compact::read_parquet(&*store, &key)
+        .await
+        .expect("rows");
+    let from_parquet: BTreeMap<(String, String), Value> = rows
+        .iter()
+        .map(|d| {
+            (
+                (format!("docker-pulls-{}", d.timestamp.year()), d.id()),
+                serde_json::to_value(d).expect("JSON"),
+            )
+        })
+        .collect();
+    let day_one: BTreeMap<_, _> = before
+        .iter()
+        .filter(|((_, id), _)| id.contains("@2026-01-05"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(from_parquet, day_one, "each measurement once, as indexed");
+
+    for index in es.indices() {
+        delete_index(&es, &index).await;
+    }
+    let request = ReplayRequest::new("2026-01-05", "2026-01-07", None).expect("valid");
+    let summary = job
+        .replay(&request, deadline(), &Silent)
+        .await
+        .expect("replay");
+    assert!(summary.all_indexed(), "{summary:?}");
+    assert_eq!(
+        (
+            summary.parquet_files,
+            summary.objects,
+            summary.duplicates,
+            summary.created
+        ),
+        (1, 1, 0, 9),
+        "the 5th from Parquet, the 6th's one object: {summary:?}"
+    );
+    assert_eq!(indexed(&es), before);
+}
+
 /// Writes `times` through normal runs into a directory archive; the
 /// documents the runs indexed.
 async fn archive_runs(
