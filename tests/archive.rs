@@ -730,7 +730,7 @@ async fn the_compact_event_writes_each_day_once_to_s3_and_replay_reads_the_parqu
         "{again}"
     );
     let files = store.list_all("parquet/").await.expect("list");
-    assert_eq!(files, [key.clone()]);
+    assert_eq!(files, std::slice::from_ref(&key));
     let rows = archive::compact::read_parquet(&*store, &key)
         .await
         .expect("rows");
