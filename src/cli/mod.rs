@@ -350,6 +350,24 @@ mod tests {
 
     #[test]
     fn replay_and_export_index_flags_parse_and_say_what_is_missing() {
+        let compact = parse_args(args(&[
+            "compact",
+            "--archive",
+            "s3://pulls",
+            "--from",
+            "2021-01-01",
+            "--to",
+            "2026-03-02",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            (
+                compact.command,
+                compact.archive.as_deref(),
+                compact.from.as_deref()
+            ),
+            (Command::Compact, Some("s3://pulls"), Some("2021-01-01"))
+        );
         let options = parse_args(args(&[
             "replay",
             "--from",
@@ -420,6 +438,26 @@ mod tests {
                 "is not TIME/NAMESPACE/NAME or TIME",
             ),
             (&["export-index", "--archive", "d"], "--index PATTERN"),
+            (
+                &["compact", "--archive", "d", "--from", "2026-01-01"],
+                "compact needs --from DAY and --to DAY",
+            ),
+            (
+                &["compact", "--from", "2026-01-01", "--to", "2026-01-02"],
+                "compact needs --archive",
+            ),
+            (
+                &[
+                    "compact",
+                    "--archive",
+                    "d",
+                    "--from",
+                    "2026-01-02",
+                    "--to",
+                    "2026-01-01",
+                ],
+                "must be before --to",
+            ),
             (
                 &[
                     "export-index",
