@@ -246,6 +246,9 @@ pub struct Reader<'a> {
     days: VecDeque<Date>,
     closed: BinaryHeap<Reverse<Closed>>,
     open: Vec<Open>,
+    /// Slots of `open` whose source is done, to reuse (a year is 105,000
+    /// objects).
+    free: Vec<usize>,
     heads: BinaryHeap<Reverse<Head>>,
     reports: VecDeque<Unreadable>,
     last: Option<SortKey>,
@@ -283,6 +286,7 @@ impl<'a> Reader<'a> {
             days,
             closed,
             open: Vec::new(),
+            free: Vec::new(),
             heads: BinaryHeap::new(),
             reports: VecDeque::new(),
             last: None,
@@ -456,11 +460,10 @@ impl<'a> Reader<'a> {
     }
 
     async fn open_source(&mut self, source: Closed) -> Result<(), ReadError> {
-        let index = self.open.len();
         let rank: Arc<str> = Arc::from(source.rank.as_str());
         if let Some(ParquetSlot(file)) = source.parquet {
             self.counts.parquet_files += 1;
-            self.open.push(Open {
+            let index = self.place(Open {
                 rank,
                 key: source.key,
                 rows: VecDeque::new(),
@@ -508,13 +511,27 @@ impl<'a> Reader<'a> {
             // passed this time. Said, not hidden.
             tracing::warn!(key = %source.key, first = %first.timestamp, "an archive object holds a document earlier than its key's time");
         }
-        self.open.push(Open {
+        let index = self.place(Open {
             rank,
             key: source.key,
             rows: rows.into(),
             parquet: None,
         });
         self.advance(index)
+    }
+
+    /// Puts an opened source in a free slot; its index.
+    fn place(&mut self, open: Open) -> usize {
+        match self.free.pop() {
+            Some(index) => {
+                self.open[index] = open;
+                index
+            }
+            None => {
+                self.open.push(open);
+                self.open.len() - 1
+            }
+        }
     }
 
     /// Puts source `index`'s next document in the merge (reading its next
@@ -531,10 +548,16 @@ impl<'a> Reader<'a> {
                 return Ok(());
             }
             let Some((file, next)) = &mut open.parquet else {
+                // Done: give its memory back (a drained VecDeque keeps its
+                // capacity, a whole object's worth) and its slot.
+                open.rows = VecDeque::new();
+                self.free.push(index);
                 return Ok(());
             };
             if *next >= file.row_groups() {
                 open.parquet = None;
+                open.rows = VecDeque::new();
+                self.free.push(index);
                 return Ok(());
             }
             match file.row_group(*next) {
