@@ -231,14 +231,27 @@ async fn build(
     let covered = keys.to_vec();
     let mut writer =
         Writer::new(sink, &covered).map_err(|error| CompactError::Parquet { day, error })?;
-    let start = day.midnight().assume_utc();
-    let mut options = Options::new(start, start + time::Duration::DAY);
+    // Every document of the covered objects, whatever its time: one that is
+    // not of this day keeps the day raw rather than vanish from the file.
+    let mut options = Options::new(
+        time::PrimitiveDateTime::MIN.assume_utc(),
+        time::PrimitiveDateTime::MAX.assume_utc(),
+    );
     options.parquet = false;
     options.keys = Some(covered);
     options.deadline = deadline;
     let mut reader = Reader::new(store, options);
     loop {
         match reader.next().await {
+            Ok(Some(Item::Document(document))) if document.timestamp.date() != day => {
+                report.outcome = Outcome::StaysRaw;
+                report.reason = Some(format!(
+                    "{} is not of {day}, yet its object is in the day's partition",
+                    document.id()
+                ));
+                tracing::warn!(date = %day, id = %document.id(), "a document outside its partition's day: the day stays raw");
+                return Ok(false);
+            }
             Ok(Some(Item::Document(document))) => match writer.push(&document) {
                 Ok(()) => {}
                 Err(ParquetError::NotRepresentable { id, why }) => {
@@ -451,6 +464,24 @@ mod tests {
                 .await
                 .expect("list")
                 .is_empty()
+        );
+        // A document of another day in the day's partition keeps it raw.
+        let third = next.next_day().expect("day");
+        put(
+            vec![document("2026-01-08T10:00:00Z", "a", 1)],
+            "archive/year=2026/month=01/day=07/20260107T100000.000Z-0000000000000005.ndjson.gz",
+        )
+        .await;
+        let outside = compact_day(&store, third, &dir, None)
+            .await
+            .expect("compacts");
+        assert_eq!(outside.outcome, Outcome::StaysRaw);
+        assert!(
+            outside
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("is not of 2026-01-07")),
+            "{outside:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
