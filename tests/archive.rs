@@ -770,6 +770,30 @@ async fn the_compact_event_writes_each_day_once_to_s3_and_replay_reads_the_parqu
         "the 5th from Parquet, the 6th's one object: {summary:?}"
     );
     assert_eq!(indexed(&es), before);
+
+    // An object listed, then gone (S3 answers NoSuchKey): reported by key
+    // and passed over, the others read.
+    let gone = "archive/year=2026/month=01/day=06/20260106T090000.000Z-00000000000000aa.ndjson.gz";
+    let failure = store.read(gone).await.expect_err("no such key");
+    assert!(failure.permanent, "{failure}");
+    let mut options = archive::reader::Options::new(
+        time::OffsetDateTime::UNIX_EPOCH,
+        time::OffsetDateTime::now_utc(),
+    );
+    let sixth = store
+        .list("archive/year=2026/month=01/day=06/", None)
+        .await
+        .expect("list");
+    options.keys = Some(vec![gone.to_owned(), sixth[0].clone()]);
+    let mut reader = archive::reader::Reader::new(&*store, options);
+    let (mut documents, mut unreadable) = (0, Vec::new());
+    while let Some(item) = reader.next().await.expect("reads") {
+        match item {
+            archive::reader::Item::Document(_) => documents += 1,
+            archive::reader::Item::Unreadable(u) => unreadable.push(u.key),
+        }
+    }
+    assert_eq!((documents, unreadable), (3, vec![gone.to_owned()]));
 }
 
 /// Writes `times` through normal runs into a directory archive; the
