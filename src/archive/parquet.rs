@@ -16,12 +16,11 @@
 use crate::document::{Document, RepositoryStats, RunTime};
 use bytes::Bytes;
 use parquet::basic::Compression;
-use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
 use std::io::Write;
 use std::sync::Arc;
@@ -249,45 +248,96 @@ impl File {
         self.reader.num_row_groups()
     }
 
-    /// The rows of row group `index`, in file order.
+    /// The rows of row group `index`, in file order: read a column at a
+    /// time with the typed column readers (the record API builds a value
+    /// per field and was slower than reading the raw objects).
     pub fn row_group(&self, index: usize) -> Result<Vec<Document>, ParquetError> {
         let group = self.reader.get_row_group(index)?;
-        let mut documents =
-            Vec::with_capacity(usize::try_from(group.metadata().num_rows()).unwrap_or_default());
-        for row in group.get_row_iter(None)? {
-            let row = row?;
-            let mut fields = row.get_column_iter().map(|(_, field)| field);
-            let mut next = || fields.next().cloned().unwrap_or(Field::Null);
-            let shape =
-                |what: &str, field: &Field| ParquetError::Shape(format!("{what} is {field:?}"));
-            let timestamp = match next() {
-                Field::TimestampMicros(micros) => RunTime::from_unix_micros(micros)
-                    .ok_or_else(|| shape("timestamp", &Field::TimestampMicros(micros)))?,
-                other => return Err(shape("timestamp", &other)),
-            };
-            let text = |what: &str, field: Field| match field {
-                Field::Str(text) => Ok(text),
-                other => Err(shape(what, &other)),
-            };
-            let count = |what: &str, field: Field| match field {
-                Field::Long(value) => u64::try_from(value).map_err(|_| shape(what, &field)),
-                other => Err(shape(what, &other)),
-            };
-            let namespace = text("namespace", next())?;
-            let name = text("name", next())?;
-            let pull_count = count("pull_count", next())?;
-            let star_count = count("star_count", next())?;
-            let collaborator_count = match next() {
-                Field::Null => None,
-                field => Some(count("collaborator_count", field)?),
+        let rows = usize::try_from(group.metadata().num_rows()).unwrap_or_default();
+        let shape = |what: &str| ParquetError::Shape(format!("{what}: not the expected type"));
+        let longs = |column: usize, defined: Option<&mut Vec<i16>>| {
+            let reader = group.get_column_reader(column)?;
+            let mut reader = Int64Type::get_column_reader(reader)
+                .ok_or_else(|| shape("a count or time column"))?;
+            let mut values = Vec::with_capacity(rows);
+            let mut levels = defined;
+            loop {
+                let (records, _, _) =
+                    reader.read_records(rows, levels.as_deref_mut(), None, &mut values)?;
+                if records == 0 {
+                    break;
+                }
+            }
+            Ok::<_, ParquetError>(values)
+        };
+        let texts = |column: usize| {
+            let reader = group.get_column_reader(column)?;
+            let mut reader =
+                ByteArrayType::get_column_reader(reader).ok_or_else(|| shape("a text column"))?;
+            let mut values: Vec<ByteArray> = Vec::with_capacity(rows);
+            loop {
+                let (records, _, _) = reader.read_records(rows, None, None, &mut values)?;
+                if records == 0 {
+                    break;
+                }
+            }
+            values
+                .into_iter()
+                .map(|v| {
+                    String::from_utf8(v.data().to_vec())
+                        .map_err(|_| ParquetError::Shape("a name that is not UTF-8".into()))
+                })
+                .collect::<Result<Vec<String>, _>>()
+        };
+        let timestamps = longs(0, None)?;
+        let namespaces = texts(1)?;
+        let names = texts(2)?;
+        let pulls = longs(3, None)?;
+        let stars = longs(4, None)?;
+        let mut defined = Vec::with_capacity(rows);
+        let collaborators = longs(5, Some(&mut defined))?;
+        if [
+            namespaces.len(),
+            names.len(),
+            pulls.len(),
+            stars.len(),
+            defined.len(),
+        ]
+        .iter()
+        .any(|&n| n != timestamps.len())
+        {
+            return Err(ParquetError::Shape("columns of different lengths".into()));
+        }
+        let count = |what: &str, value: i64| {
+            u64::try_from(value)
+                .map_err(|_| ParquetError::Shape(format!("{what} {value} is negative")))
+        };
+        let mut present = collaborators.into_iter();
+        let mut documents = Vec::with_capacity(timestamps.len());
+        for (row, ((namespace, name), micros)) in namespaces
+            .into_iter()
+            .zip(names)
+            .zip(timestamps.iter().copied())
+            .enumerate()
+        {
+            let timestamp = RunTime::from_unix_micros(micros)
+                .ok_or_else(|| ParquetError::Shape(format!("timestamp {micros} out of range")))?;
+            let collaborator_count = match defined[row] {
+                0 => None,
+                _ => Some(count(
+                    "collaborator_count",
+                    present
+                        .next()
+                        .ok_or_else(|| ParquetError::Shape("collaborator_count missing".into()))?,
+                )?),
             };
             documents.push(Document {
                 timestamp,
                 stats: RepositoryStats {
                     namespace,
                     name,
-                    pull_count,
-                    star_count,
+                    pull_count: count("pull_count", pulls[row])?,
+                    star_count: count("star_count", stars[row])?,
                     collaborator_count,
                 },
             });
