@@ -140,6 +140,23 @@ async fn replay_into_fake(store: &DirArchive, days: usize) -> (f64, usize, usize
     )
 }
 
+/// Reads every measurement of the days through the archive's reader, no
+/// Elasticsearch: the reading's own cost; (seconds, documents).
+async fn read_only(store: &DirArchive, days: usize, parquet: bool) -> (f64, usize) {
+    let from = day(0).midnight().assume_utc();
+    let mut options = archive::reader::Options::new(from, from + time::Duration::days(days as i64));
+    options.parquet = parquet;
+    let mut reader = archive::reader::Reader::new(store, options);
+    let started = Instant::now();
+    let mut documents = 0;
+    while let Some(item) = reader.next().await.expect("reads") {
+        if matches!(item, archive::reader::Item::Document(_)) {
+            documents += 1;
+        }
+    }
+    (started.elapsed().as_secs_f64(), documents)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -204,6 +221,8 @@ async fn main() {
         figures["replay_raw_seconds"] = json!(seconds);
         figures["replay_documents"] = json!(documents);
     }
+    let (raw_read, _) = read_only(&store, days, false).await;
+    figures["read_raw_seconds"] = json!(raw_read);
     let mut compactions = Vec::new();
     for n in 0..days {
         let output = std::process::Command::new(std::env::current_exe().expect("exe"))
@@ -219,6 +238,11 @@ async fn main() {
         compactions.push(report);
     }
     figures["compactions"] = json!(compactions);
+    let (parquet_read, documents) = read_only(&store, days, true).await;
+    figures["read_parquet_seconds"] = json!(parquet_read);
+    eprintln!(
+        "reading {documents} documents without Elasticsearch: raw objects {raw_read:.2} s, Parquet {parquet_read:.2} s"
+    );
     if replay {
         let (seconds, documents, objects, parquet) = replay_into_fake(&store, days).await;
         eprintln!(
