@@ -945,9 +945,11 @@ async fn lambda_replay_stops_within_its_deadline_with_a_cursor_and_the_next_call
     }
     let hub = FakeHub::start().await;
     let job = job(&es.url(), &hub, Arc::new(store));
-    es.delay_responses(Duration::from_millis(1_500));
+    // The first _bulk (5,000 documents) takes the 3 s delay and some: the
+    // slowest batch then asks for 1.5 times that, more than is left.
+    es.delay_responses(Duration::from_millis(3_000));
     let event = json!({"action": "replay", "from": "2026-01-05", "to": "2026-01-06"});
-    let budget = Duration::from_millis(3_000);
+    let budget = Duration::from_millis(8_000);
     let started = Instant::now();
     let first = job
         .handle(&event, Deadline::after(budget))
