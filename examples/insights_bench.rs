@@ -68,10 +68,38 @@ impl ArchiveStore for MemArchive {
         "memory://archive/".into()
     }
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        // Create-only, as S3's If-None-Match and the directory store are.
         self.objects
             .lock()
             .expect("lock")
-            .insert(key.to_owned(), Arc::new(body));
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(body));
+        Box::pin(async { Ok(()) })
+    }
+    fn list_all<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>> {
+        self.list(prefix, None)
+    }
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<bool, ArchiveError>> {
+        Box::pin(async move {
+            let body = std::fs::read(path).map_err(|e| ArchiveError {
+                operation: "reading",
+                location: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let mut objects = self.objects.lock().expect("lock");
+            if objects.contains_key(key) {
+                return Ok(false);
+            }
+            objects.insert(key.to_owned(), Arc::new(body));
+            Ok(true)
+        })
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>> {
+        self.objects.lock().expect("lock").remove(key);
         Box::pin(async { Ok(()) })
     }
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArchiveError>> {

@@ -40,6 +40,32 @@ impl RunTime {
         self.0.unix_timestamp()
     }
 
+    /// Microseconds since the Unix epoch, when the time has no finer part
+    /// (the Parquet files' `TIMESTAMP(MICROS)`); `None` otherwise.
+    pub fn unix_micros(&self) -> Option<i64> {
+        let nanos = self.0.unix_timestamp_nanos();
+        (nanos % 1_000 == 0)
+            .then(|| i64::try_from(nanos / 1_000).ok())
+            .flatten()
+    }
+
+    /// Nanoseconds since the Unix epoch.
+    pub fn unix_nanos(&self) -> i128 {
+        self.0.unix_timestamp_nanos()
+    }
+
+    /// The time `micros` microseconds after the Unix epoch, in UTC.
+    pub fn from_unix_micros(micros: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+            .ok()
+            .map(Self)
+    }
+
+    /// The UTC day.
+    pub fn date(&self) -> time::Date {
+        self.0.date()
+    }
+
     /// How long before `now` this time was (zero when it is not in the past).
     pub fn age_at(&self, now: &RunTime) -> std::time::Duration {
         let age = now.0 - self.0;

@@ -16,6 +16,9 @@ pub enum Action {
     Setup,
     /// Index archived documents again (see [`crate::replay`]).
     Replay(crate::replay::ReplayRequest),
+    /// Turn raw archive days into Parquet (see [`crate::archive::compact`]):
+    /// the day given, else yesterday and every day marked due.
+    Compact(Option<time::Date>),
 }
 
 /// A parsed event: the EventBridge `Scheduled Event`, or a manual object.
@@ -45,7 +48,12 @@ impl Request {
             None | Some(Value::Null) => Action::Run,
             Some(Value::String(action)) if action == "setup" => Action::Setup,
             Some(Value::String(action)) if action == "replay" => {
+                refuse_run_fields(object, "replay")?;
                 Action::Replay(crate::replay::ReplayRequest::from_event(object)?)
+            }
+            Some(Value::String(action)) if action == "compact" => {
+                refuse_run_fields(object, "compact")?;
+                Action::Compact(compact_day(object)?)
             }
             Some(Value::String(action)) => return Err(Error::UnknownAction(action.clone())),
             Some(other) => return Err(Error::UnknownAction(other.to_string())),
@@ -131,6 +139,38 @@ pub struct LateEvent {
     /// The `time` the event carried; the documents got the fetch time.
     pub event_time: String,
     pub age_seconds: u64,
+}
+
+/// `dry_run`, `images` and `time` belong to a run: an action that would
+/// silently ignore them refuses them instead (a person who wrote them
+/// expects them to count).
+fn refuse_run_fields(object: &serde_json::Map<String, Value>, action: &str) -> Result<(), Error> {
+    for field in ["dry_run", "images", "time"] {
+        if object.get(field).is_some_and(|v| !v.is_null()) {
+            return Err(Error::InvalidEvent(format!(
+                "`{field}` is a field of a run, not of a {action}: remove it (a {action} reads the archive, it does not fetch)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A compaction's optional `day` (`YYYY-MM-DD`).
+fn compact_day(object: &serde_json::Map<String, Value>) -> Result<Option<time::Date>, Error> {
+    match object.get("day") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => crate::archive::reader::parse_day(text)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::InvalidEvent(format!(
+                    "`day` must be a date like 2026-01-05, got {text:?}"
+                ))
+            }),
+        Some(other) => Err(Error::InvalidEvent(format!(
+            "`day` must be a date string like 2026-01-05, got {}",
+            json_kind(other)
+        ))),
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -250,6 +290,20 @@ mod tests {
             Request::from_event(&json!({})).expect("valid").action,
             Action::Run
         );
+        assert_eq!(
+            Request::from_event(&event_file("compact.json"))
+                .expect("valid")
+                .action,
+            Action::Compact(None)
+        );
+        assert_eq!(
+            Request::from_event(&json!({"action": "compact", "day": "2026-01-05"}))
+                .expect("valid")
+                .action,
+            Action::Compact(Some(
+                time::Date::from_calendar_date(2026, time::Month::January, 5).expect("day")
+            ))
+        );
     }
 
     #[test]
@@ -266,6 +320,30 @@ mod tests {
             (json!({"images": [1]}), "entries must be strings"),
             (json!({"time": "noon"}), "not an RFC 3339 timestamp"),
             (json!({"dry_run": "yes"}), "`dry_run` must be true or false"),
+            (
+                json!({"action": "replay", "from": "2026-01-01", "to": "2026-02-01", "dry_run": true}),
+                "`dry_run` is a field of a run, not of a replay",
+            ),
+            (
+                json!({"action": "replay", "from": "2026-01-01", "to": "2026-02-01", "images": ["httpd"]}),
+                "`images` is a field of a run",
+            ),
+            (
+                json!({"action": "replay", "from": "2026-01-01", "to": "2026-02-01", "time": "2026-01-01T00:00:00Z"}),
+                "`time` is a field of a run",
+            ),
+            (
+                json!({"action": "compact", "dry_run": false}),
+                "`dry_run` is a field of a run, not of a compact",
+            ),
+            (
+                json!({"action": "compact", "day": "2026-02-30"}),
+                "`day` must be a date like 2026-01-05",
+            ),
+            (
+                json!({"action": "compact", "day": 5}),
+                "`day` must be a date string",
+            ),
         ];
         for (event, expected) in cases {
             let error = Request::from_event(&event).unwrap_err().to_string();

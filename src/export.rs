@@ -177,11 +177,13 @@ async fn export_one(
     if let Some(to) = request.to.and_then(|t| t.format(&Rfc3339).ok()) {
         range.insert("lt".into(), json!(to));
     }
-    let query = if range.is_empty() {
-        json!({"match_all": {}})
-    } else {
-        json!({"range": {"@timestamp": range}})
-    };
+    // Only docker-pulls measurements: a `metricbeat-*` index also holds
+    // every other metricset's documents, which are not history to keep.
+    let mut filter = vec![json!({"exists": {"field": "http.docker_hub.pull_count"}})];
+    if !range.is_empty() {
+        filter.push(json!({"range": {"@timestamp": range}}));
+    }
+    let query = json!({"bool": {"filter": filter}});
     let mut pending: Vec<Document> = Vec::new();
     let mut search_after: Option<Vec<Value>> = None;
     let mut read_here = 0usize;

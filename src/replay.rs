@@ -1,10 +1,11 @@
 //! Replay: rebuilds any index from the archive ([`crate::archive`]).
 //!
-//! It lists the archive partitions that intersect `[from, to)`, reads their
-//! objects in key order (the order of the measurements), keeps the documents
-//! with `from <= @timestamp < to` and indexes them into `<prefix>-<yyyy>`
-//! with the same `create` action and `_id` a run uses ([`BulkEntry::new`]),
-//! through the one bulk sink. So replaying is always safe: what is already
+//! It reads the measurements with `from <= @timestamp < to` through the
+//! archive's one reader ([`archive::reader`]: each once, in `(timestamp,
+//! namespace, name)` order, from a day's Parquet file where there is one)
+//! and indexes them into `<prefix>-<yyyy>` with the same `create` action
+//! and `_id` a run uses ([`BulkEntry::new`]), through the one bulk sink, up
+//! to [`BATCH`] documents a `_bulk` whatever objects they came from. So replaying is always safe: what is already
 //! indexed answers 409 and counts as `already_indexed`, and replaying twice
 //! adds nothing.
 //!
@@ -12,10 +13,14 @@
 //! counted and listed with their reason, archive lines that are not a
 //! document likewise, and when Elasticsearch does not take a batch (down,
 //! 429/5xx to the end) or the deadline comes, replay stops and returns a
-//! `cursor` — the object (and the documents of it already done) to continue
-//! from. In Lambda the manual event `{"action":"replay",…,"cursor":…}`
-//! passes it back; locally `--cursor` does.
+//! `cursor`: the last measurement Elasticsearch acknowledged
+//! (`TIME/NAMESPACE/NAME`), so the next call goes on right after it. An
+//! object that cannot be read for good (deleted after listing, access
+//! denied, a KMS key) is reported by key and passed over, never stopped at
+//! forever. In Lambda the manual event `{"action":"replay",…,"cursor":…}`
+//! passes the cursor back; locally `--cursor` does.
 
+use crate::archive::reader::{Item, Options, Reader, SortKey, Unreadable};
 use crate::archive::{self, ArchiveStore};
 use crate::document::{Document, RunTime, index_name};
 use crate::error::Error;
@@ -45,42 +50,52 @@ pub struct ReplayRequest {
     cursor: Option<Cursor>,
 }
 
-/// Where a replay that stopped continues: an object's key, and how many of
-/// its in-range documents were already done (`KEY` or `KEY#N`).
+/// Where a replay that stopped continues: right after the last measurement
+/// Elasticsearch acknowledged (`TIME/NAMESPACE/NAME`), or from a time on
+/// (`TIME`, when nothing was acknowledged yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cursor {
-    pub key: String,
-    pub done: usize,
-}
+pub struct Cursor(pub SortKey);
 
 impl Cursor {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (key, done) = match text.rsplit_once('#') {
-            Some((key, done)) => (
-                key,
-                done.parse::<usize>()
-                    .map_err(|_| format!("cursor {text:?}: {done:?} after # is not a count"))?,
-            ),
-            None => (text, 0),
-        };
-        if !key.starts_with(archive::PREFIX) || !key.ends_with(archive::SUFFIX) {
-            return Err(format!(
-                "cursor {text:?} is not an archive key (archive/…{}, as a replay returned it)",
-                archive::SUFFIX
-            ));
+        let text = text.trim();
+        // A cursor of an earlier version: an object's key (`KEY#N`). Going
+        // on from its time re-sends a few documents, which answer 409.
+        if text.starts_with(archive::PREFIX) {
+            let key = text.rsplit_once('#').map_or(text, |(key, _)| key);
+            let at = archive::reader::key_time(key)
+                .and_then(|nanos| i64::try_from(nanos / 1_000).ok())
+                .and_then(RunTime::from_unix_micros)
+                .ok_or_else(|| format!("cursor {text:?} is not an archive key"))?;
+            return Ok(Self::start(at));
         }
-        Ok(Self {
-            key: key.to_owned(),
-            done,
+        if !text.contains('/') {
+            let at = RunTime::parse(text).map_err(|_| {
+                format!(
+                    "cursor {text:?} is not TIME/NAMESPACE/NAME or TIME (as a replay returned it)"
+                )
+            })?;
+            return Ok(Self::start(at));
+        }
+        SortKey::parse(text).map(Self)
+    }
+
+    /// Everything stamped `at` or later.
+    fn start(at: RunTime) -> Self {
+        Self(SortKey {
+            timestamp: at,
+            namespace: String::new(),
+            name: String::new(),
         })
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.done {
-            0 => f.write_str(&self.key),
-            done => write!(f, "{}#{done}", self.key),
+        if self.0.namespace.is_empty() {
+            write!(f, "{}", self.0.timestamp)
+        } else {
+            write!(f, "{}", self.0)
         }
     }
 }
@@ -88,7 +103,7 @@ impl std::fmt::Display for Cursor {
 /// `2026-01-01` (midnight UTC) or an RFC 3339 time.
 pub fn parse_bound(field: &str, text: &str) -> Result<OffsetDateTime, String> {
     let text = text.trim();
-    if let Some(date) = plain_date(text) {
+    if let Some(date) = archive::reader::parse_day(text) {
         return Ok(date.midnight().assume_utc());
     }
     OffsetDateTime::parse(text, &Rfc3339)
@@ -98,17 +113,6 @@ pub fn parse_bound(field: &str, text: &str) -> Result<OffsetDateTime, String> {
                 "`{field}` must be a date (2026-01-01) or an RFC 3339 time (2026-01-01T00:00:00Z), got {text:?}"
             )
         })
-}
-
-/// `YYYY-MM-DD`, a valid day.
-fn plain_date(text: &str) -> Option<time::Date> {
-    let mut parts = text.splitn(3, '-');
-    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
-    if year.len() != 4 || month.len() != 2 || day.len() != 2 {
-        return None;
-    }
-    let month = time::Month::try_from(month.parse::<u8>().ok()?).ok()?;
-    time::Date::from_calendar_date(year.parse().ok()?, month, day.parse().ok()?).ok()
 }
 
 impl ReplayRequest {
@@ -155,6 +159,7 @@ impl ReplayRequest {
         self.to
     }
 
+    #[cfg(test)]
     fn contains(&self, time: &RunTime) -> bool {
         let seconds = |t: OffsetDateTime| t.unix_timestamp_nanos();
         let at = time_of(time);
@@ -175,24 +180,18 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// An archive object, or one line of it, that holds no document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Unreadable {
-    pub key: String,
-    /// The line (from 1); none when the whole object is unreadable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    pub reason: String,
-}
-
 /// What a replay did. Every document in range it read is in exactly one of
 /// `created`, `already_indexed`, `rejected` and `not_indexed`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReplaySummary {
     pub from: String,
     pub to: String,
-    /// Archive objects read to the end.
+    /// Raw archive objects read.
     pub objects: usize,
+    /// Daily Parquet files read (instead of their days' raw objects).
+    pub parquet_files: usize,
+    /// Second copies of a measurement in the archive, not sent again.
+    pub duplicates: usize,
     /// Documents in range sent to Elasticsearch.
     pub documents: usize,
     pub created: usize,
@@ -205,7 +204,8 @@ pub struct ReplaySummary {
     /// Elasticsearch did not account for these when replay stopped: they are
     /// sent again from `cursor`.
     pub not_indexed: usize,
-    /// Archive lines (or whole objects) that are not a document.
+    /// Archive lines, or whole objects (named by key), that hold no
+    /// document or cannot be read for good: reported and passed over.
     pub unreadable: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unreadable_details: Vec<Unreadable>,
@@ -249,14 +249,27 @@ pub async fn replay(
         progress,
         started,
         slowest_batch: Duration::ZERO,
+        acknowledged: request.cursor.clone().unwrap_or_else(|| {
+            Cursor::start(
+                RunTime::from_unix_micros(
+                    i64::try_from(request.from.unix_timestamp_nanos() / 1_000).unwrap_or_default(),
+                )
+                .unwrap_or_else(RunTime::now),
+            )
+        }),
+        counts: archive::reader::ReadCounts::default(),
         summary: ReplaySummary {
             from: format_time(request.from),
             to: format_time(request.to),
             ..ReplaySummary::default()
         },
     };
-    let stop = run.all().await?;
+    let stop = run.all().await;
+    let counts = run.counts;
     let mut summary = run.summary;
+    summary.objects = counts.objects;
+    summary.parquet_files = counts.parquet_files;
+    summary.duplicates = counts.duplicates;
     match stop {
         None => summary.complete = true,
         Some((cursor, reason)) => {
@@ -312,6 +325,9 @@ struct Replay<'a> {
     /// The longest a batch (reading included) took: the time to keep
     /// before starting another.
     slowest_batch: Duration,
+    /// The last measurement Elasticsearch accounted for: where to go on.
+    acknowledged: Cursor,
+    counts: archive::reader::ReadCounts,
     summary: ReplaySummary,
 }
 
@@ -319,26 +335,54 @@ struct Replay<'a> {
 type Stop = Option<(Cursor, String)>;
 
 impl Replay<'_> {
-    async fn all(&mut self) -> Result<Stop, Error> {
-        let cursor = self.request.cursor.clone();
-        let from_key = cursor.as_ref().map(|c| c.key.as_str());
-        for prefix in archive::prefixes_between(self.request.from, self.request.to) {
-            let keys = self
-                .store
-                .list(&prefix, from_key)
-                .await
-                .map_err(|e| Error::Archive(e.to_string()))?;
-            for key in keys {
-                let skip = cursor
-                    .as_ref()
-                    .filter(|c| c.key == key)
-                    .map_or(0, |c| c.done);
-                if let Some(stop) = self.object(&key, skip).await {
-                    return Ok(Some(stop));
+    async fn all(&mut self) -> Stop {
+        let mut options = Options::new(self.request.from, self.request.to);
+        options.after = self.request.cursor.clone().map(|c| c.0);
+        // Reading stops in time to send what was read.
+        options.deadline = Some(self.deadline.less(MIN_BATCH_TIME));
+        let mut reader = Reader::new(self.store, options);
+        let mut batch: Vec<Document> = Vec::with_capacity(BATCH);
+        let mut batch_started = Instant::now();
+        loop {
+            if batch.is_empty() {
+                if !self.time_for_a_batch() {
+                    self.counts = reader.counts();
+                    return self.stop("the invocation's deadline".into());
                 }
+                batch_started = Instant::now();
+            }
+            let item = reader.next().await;
+            self.counts = reader.counts();
+            let end = match item {
+                Ok(Some(Item::Document(document))) => {
+                    batch.push(document);
+                    false
+                }
+                Ok(Some(Item::Unreadable(unreadable))) => {
+                    self.unreadable(unreadable);
+                    continue;
+                }
+                Ok(None) => true,
+                // S3 throttled, the network, the deadline: what was read
+                // but not sent is sent by the next call, from the cursor.
+                Err(error) => return self.stop(error.to_string()),
+            };
+            if batch.len() >= BATCH || (end && !batch.is_empty()) {
+                if let Some(reason) = self.batch(&batch).await {
+                    return self.stop(reason);
+                }
+                self.slowest_batch = self.slowest_batch.max(batch_started.elapsed());
+                self.show(batch.last().map(|d| d.timestamp));
+                batch.clear();
+            }
+            if end {
+                return None;
             }
         }
-        Ok(None)
+    }
+
+    fn stop(&self, reason: String) -> Stop {
+        Some((self.acknowledged.clone(), reason))
     }
 
     /// Whether another batch fits before the deadline.
@@ -349,69 +393,8 @@ impl Replay<'_> {
         )
     }
 
-    /// Replays one object, skipping its first `skip` documents in range;
-    /// where to continue when it had to stop.
-    async fn object(&mut self, key: &str, skip: usize) -> Stop {
-        let stop = |done: usize, reason: String| {
-            Some((
-                Cursor {
-                    key: key.to_owned(),
-                    done,
-                },
-                reason,
-            ))
-        };
-        if !self.time_for_a_batch() {
-            return stop(skip, "the invocation's deadline".into());
-        }
-        let read_started = Instant::now();
-        let body = match self.store.get(key).await {
-            Ok(body) => body,
-            // Perhaps passing (S3 throttling): stop here, so nothing after
-            // it is read before it.
-            Err(error) => return stop(skip, error.to_string()),
-        };
-        let decoded = match archive::decode(&body) {
-            Ok(decoded) => decoded,
-            Err(reason) => {
-                tracing::error!(key = %key, %reason, "unreadable archive object; reported and skipped");
-                self.unreadable(key, None, reason);
-                self.summary.objects += 1;
-                return None;
-            }
-        };
-        for (line, reason) in decoded.unreadable {
-            tracing::error!(key = %key, line, %reason, "unreadable archive line; reported and skipped");
-            self.unreadable(key, Some(line), reason);
-        }
-        let documents: Vec<Document> = decoded
-            .documents
-            .into_iter()
-            .filter(|d| self.request.contains(&d.timestamp))
-            .skip(skip)
-            .collect();
-        let mut batch_started = read_started;
-        let batches = documents.len().div_ceil(BATCH);
-        for (number, batch) in documents.chunks(BATCH).enumerate() {
-            let done = skip + number * BATCH;
-            if number > 0 && !self.time_for_a_batch() {
-                return stop(done, "the invocation's deadline".into());
-            }
-            if let Some(reason) = self.batch(batch).await {
-                return stop(done, reason);
-            }
-            self.slowest_batch = self.slowest_batch.max(batch_started.elapsed());
-            batch_started = Instant::now();
-            if number + 1 < batches {
-                self.show(batch.last().map(|d| d.timestamp));
-            }
-        }
-        self.summary.objects += 1;
-        self.show(documents.last().map(|d| d.timestamp));
-        None
-    }
-
-    /// Indexes one batch; why replay must stop, when it must.
+    /// Indexes one batch (in reader order) and moves the cursor past what
+    /// Elasticsearch accounted for; why replay must stop, when it must.
     async fn batch(&mut self, documents: &[Document]) -> Option<String> {
         let prefix = self.client.settings().index_prefix.clone();
         let entries: Vec<BulkEntry> = documents
@@ -450,12 +433,23 @@ impl Replay<'_> {
             self.client = self.client.without_pipeline();
             self.sink = BulkSink::new(self.client.clone(), self.bulk.clone());
         }
+        // Acknowledged: every document before the first one Elasticsearch
+        // did not account for (later ones it took answer 409 next time).
+        let first_open = report
+            .unaccounted
+            .iter()
+            .map(|(position, _)| *position)
+            .min()
+            .unwrap_or(documents.len());
+        if let Some(last) = first_open.checked_sub(1).and_then(|i| documents.get(i)) {
+            self.acknowledged = Cursor(SortKey::of(last));
+        }
         if let Some(halted) = report.halted {
-            summary.not_indexed += report.unaccounted.len();
+            self.summary.not_indexed += report.unaccounted.len();
             return Some(halted.to_string());
         }
         if let Some((_, reason)) = report.unaccounted.first() {
-            summary.not_indexed += report.unaccounted.len();
+            self.summary.not_indexed += report.unaccounted.len();
             return Some(format!(
                 "Elasticsearch did not take {} of {} documents: {reason}",
                 report.unaccounted.len(),
@@ -465,14 +459,10 @@ impl Replay<'_> {
         None
     }
 
-    fn unreadable(&mut self, key: &str, line: Option<usize>, reason: String) {
+    fn unreadable(&mut self, unreadable: Unreadable) {
         self.summary.unreadable += 1;
         if self.summary.unreadable_details.len() < LISTED {
-            self.summary.unreadable_details.push(Unreadable {
-                key: key.to_owned(),
-                line,
-                reason,
-            });
+            self.summary.unreadable_details.push(unreadable);
         }
     }
 
@@ -487,8 +477,9 @@ impl Replay<'_> {
         self.progress.update(
             fraction,
             &format!(
-                "{} objects, {} documents ({:.0}/s): {} created, {} already indexed, {} rejected; at {}",
-                s.objects,
+                "{} objects, {} Parquet days, {} documents ({:.0}/s): {} created, {} already indexed, {} rejected; at {}",
+                self.counts.objects,
+                self.counts.parquet_files,
                 s.documents,
                 s.documents as f64 / seconds,
                 s.created,
@@ -533,19 +524,24 @@ mod tests {
             ReplayRequest::from_event(value.as_object().expect("object")).map_err(|e| e.to_string())
         };
         let request = event(json!({"from": "2026-01-01", "to": "2026-02-01",
-            "cursor": "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz#5000"}))
+            "cursor": "2026-01-05T10:00:00Z/library/httpd"}))
         .expect("valid");
-        assert_eq!(
-            request.cursor,
-            Some(Cursor {
-                key: "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz".into(),
-                done: 5000
-            })
-        );
-        assert_eq!(
-            request.cursor.expect("cursor").to_string(),
-            "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz#5000"
-        );
+        let cursor = request.cursor.expect("cursor");
+        assert_eq!(cursor.0.name, "httpd");
+        assert_eq!(cursor.to_string(), "2026-01-05T10:00:00Z/library/httpd");
+        // Nothing acknowledged yet: a time; an earlier version's object key
+        // goes on from its time.
+        for (given, shown) in [
+            ("2026-01-05T10:00:00Z", "2026-01-05T10:00:00Z"),
+            (
+                "archive/year=2026/month=01/day=05/20260105T100000.000Z-0123456789abcdef.ndjson.gz#5000",
+                "2026-01-05T10:00:00Z",
+            ),
+        ] {
+            let cursor = Cursor::parse(given).expect("valid");
+            assert_eq!(cursor.to_string(), shown);
+            assert!(cursor.0.namespace.is_empty());
+        }
         for (value, why) in [
             (json!({"to": "2026-02-01"}), "needs `from`"),
             (json!({"from": "2026-01-01"}), "needs `to`"),
@@ -555,11 +551,11 @@ mod tests {
             ),
             (
                 json!({"from": "2026-01-01", "to": "2026-02-01", "cursor": "spool/x.ndjson"}),
-                "not an archive key",
+                "is not TIME/NAMESPACE/NAME",
             ),
             (
                 json!({"from": "2026-01-01", "to": "2026-02-01", "cursor": "archive/a.ndjson.gz#x"}),
-                "is not a count",
+                "is not an archive key",
             ),
         ] {
             let error = event(value.clone()).unwrap_err();

@@ -239,6 +239,11 @@ impl<S: SettingsSource> Job<S> {
                 serde_json::to_value(summary)
                     .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))
             }
+            Action::Compact(day) => {
+                let summary = self.compact(day, Some(deadline)).await?;
+                serde_json::to_value(summary)
+                    .map_err(|e| Error::InvalidEvent(format!("cannot encode the response: {e}")))
+            }
             Action::Run => {
                 let mut summary = self.run(&request, deadline).await?;
                 if let Some(documents) = summary.documents.as_mut() {
@@ -295,6 +300,38 @@ impl<S: SettingsSource> Job<S> {
             progress,
         )
         .await
+    }
+
+    /// The compact action: `day`, else yesterday (UTC) and every day
+    /// marked due, into Parquet (see [`crate::archive::compact`]), built in
+    /// the temporary directory (Lambda's /tmp).
+    pub async fn compact(
+        &self,
+        day: Option<time::Date>,
+        deadline: Option<Deadline>,
+    ) -> Result<crate::archive::compact::CompactSummary, Error> {
+        let archive = self.archive.clone().ok_or_else(|| {
+            Error::Archive(
+                "no archive configured: set ARCHIVE_BUCKET (locally: --archive DIR or s3://BUCKET)"
+                    .into(),
+            )
+        })?;
+        let days = match day {
+            Some(day) => vec![day],
+            None => {
+                let yesterday = time::OffsetDateTime::now_utc().date().previous_day();
+                let yesterday = yesterday.unwrap_or(time::Date::MIN);
+                crate::archive::compact::due_days(&*archive, yesterday)
+                    .await
+                    .map_err(|e| Error::Archive(e.to_string()))?
+            }
+        };
+        let scratch = std::env::temp_dir();
+        let summary = crate::archive::compact::compact(&*archive, &days, &scratch, deadline).await;
+        if summary.days.is_empty() && !summary.failed.is_empty() {
+            return Err(Error::Archive(summary.failed.join("; ")));
+        }
+        Ok(summary)
     }
 
     /// The archive and the Elasticsearch settings, for replay and

@@ -415,6 +415,25 @@ impl ArchiveStore for Flaky {
         self.requests.lock().expect("lock").0 += 1;
         self.inner.list(prefix, from)
     }
+    fn list_all<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
+        self.inner.list_all(prefix)
+    }
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, archive::ArchiveError>> {
+        self.inner.put_file_if_absent(key, path)
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), archive::ArchiveError>> {
+        self.inner.delete(key)
+    }
 }
 
 /// A write that fails once is tried again within the run: archived, no
@@ -737,6 +756,25 @@ impl ArchiveStore for CompactionInBetween {
         from: Option<&'a str>,
     ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
         self.inner.list(prefix, from)
+    }
+    fn list_all<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, archive::ArchiveError>> {
+        self.inner.list_all(prefix)
+    }
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a std::path::Path,
+    ) -> futures_util::future::BoxFuture<'a, Result<bool, archive::ArchiveError>> {
+        self.inner.put_file_if_absent(key, path)
+    }
+    fn delete<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), archive::ArchiveError>> {
+        self.inner.delete(key)
     }
 }
 

@@ -404,11 +404,19 @@ const SSM_PARAMETER_ARN: &str =
 fn schedule_runs_every_five_minutes_enabled_with_the_event_as_is() {
     let t = Template::load();
     let events = t.function_prop("Events").as_object().expect("Events map");
+    // The run schedule; the daily compaction is the one other schedule
+    // (see compaction_runs_daily_after_midnight_with_the_compact_event).
     let schedules: Vec<_> = events
-        .values()
-        .filter(|e| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
+        .iter()
+        .filter(|(_, e)| e["Type"] == "Schedule" || e["Type"] == "ScheduleV2")
+        .filter(|(_, e)| e["Properties"]["Input"].is_null())
+        .map(|(_, e)| e)
         .collect();
-    assert_eq!(schedules.len(), 1, "expected exactly one schedule event");
+    assert_eq!(
+        schedules.len(),
+        1,
+        "expected exactly one run schedule event"
+    );
     let props = &schedules[0]["Properties"];
 
     let expression = if schedules[0]["Type"] == "Schedule" {
@@ -434,6 +442,35 @@ fn schedule_runs_every_five_minutes_enabled_with_the_event_as_is() {
             "the schedule must pass the Scheduled Event as-is, but sets {key}"
         );
     }
+}
+
+/// The daily compaction: its own rule, after the day's last runs, with the
+/// `compact` event the function parses, enabled with the run schedule.
+#[test]
+fn compaction_runs_daily_after_midnight_with_the_compact_event() {
+    let t = Template::load();
+    let events = t.function_prop("Events").as_object().expect("Events map");
+    let compact = &events["Compact"];
+    assert_eq!(compact["Type"], "Schedule");
+    let props = &compact["Properties"];
+    assert_eq!(props["Schedule"], "cron(45 0 * * ? *)", "00:45 UTC daily");
+    assert_eq!(
+        props["State"],
+        json!({ "Ref": "ScheduleState" }),
+        "off when the schedule is off"
+    );
+    let input: Value =
+        serde_json::from_str(props["Input"].as_str().expect("an Input string")).expect("JSON");
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/compact.json")).expect("events/compact.json"),
+    )
+    .expect("JSON");
+    assert_eq!(input, file, "the rule sends events/compact.json");
+    assert_eq!(input, json!({"action": "compact"}));
+    assert!(
+        props["Name"].is_null(),
+        "CloudFormation names it: the stack name plus a suffix may not fit 64 characters"
+    );
 }
 
 #[test]
@@ -1399,8 +1436,8 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
         .collect();
     assert_eq!(
         s3.len(),
-        7,
-        "list and objects, for spool/, archive/ and archive-pending/, and the parquet-due/ markers: {s3:?}"
+        8,
+        "list and objects, for spool/, archive/, archive-pending/ and parquet/ (with the parquet-due/ markers): {s3:?}"
     );
 
     let mut listed = BTreeSet::new();
@@ -1423,15 +1460,17 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
             listed.insert(prefixes.into_iter().collect::<Vec<_>>());
         } else {
             assert!(statement["Condition"].is_null());
-            let resource = statement["Resource"]["Fn::Sub"]
-                .as_str()
-                .unwrap_or_else(|| panic!("object actions on a !Sub prefix: {statement}"))
-                .to_string();
-            let granted: BTreeSet<_> = actions(statement).into_iter().collect();
-            assert!(
-                objects.insert(resource.clone(), granted).is_none(),
-                "one statement for {resource}"
-            );
+            for resource in as_list(&statement["Resource"]) {
+                let resource = resource["Fn::Sub"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("object actions on a !Sub prefix: {statement}"))
+                    .to_string();
+                let granted: BTreeSet<_> = actions(statement).into_iter().collect();
+                assert!(
+                    objects.insert(resource.clone(), granted).is_none(),
+                    "one statement for {resource}"
+                );
+            }
         }
     }
     assert_eq!(
@@ -1443,8 +1482,9 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
                 "archive-pending/".to_string(),
                 "archive-pending/*".to_string()
             ],
+            vec!["parquet-due/".to_string(), "parquet/*".to_string()],
         ]),
-        "listing is limited to spool/, archive/ and archive-pending/"
+        "listing is limited to spool/, archive/, archive-pending/, parquet/ and parquet-due/"
     );
     let set =
         |actions: &[&str]| -> BTreeSet<String> { actions.iter().map(|a| a.to_string()).collect() };
@@ -1466,10 +1506,15 @@ fn function_may_use_only_the_spool_and_archive_prefixes() {
                 format!("${{{bucket_id}.Arn}}/archive-pending/*"),
                 set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
             ),
-            // Days to compact again: written only.
+            // A day's Parquet file replaces the day's older one (the raw
+            // objects stay); a day's mark is removed once it is compacted.
+            (
+                format!("${{{bucket_id}.Arn}}/parquet/*"),
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
+            ),
             (
                 format!("${{{bucket_id}.Arn}}/parquet-due/*"),
-                set(&["s3:PutObject"])
+                set(&["s3:GetObject", "s3:PutObject", "s3:DeleteObject"])
             ),
         ]),
         "object actions"
@@ -1678,7 +1723,7 @@ fn schedule_rule_is_named_within_eventbridge_limits() {
     let t = Template::load();
     let (_, function) = t.function();
     let events = t.function_prop("Events").as_object().unwrap();
-    let schedule = events.values().find(|e| e["Type"] == "Schedule").unwrap();
+    let schedule = &events["Schedule"];
     let name = &schedule["Properties"]["Name"];
     assert_eq!(name, &json!({ "Ref": "AWS::StackName" }));
     assert_eq!(

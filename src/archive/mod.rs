@@ -26,6 +26,10 @@
 pub mod pending;
 pub mod write;
 
+pub mod compact;
+pub mod parquet;
+pub mod reader;
+
 use crate::document::{Document, RepositoryStats, RunTime};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -80,18 +84,42 @@ pub trait ArchiveStore: Send + Sync {
         prefix: &'a str,
         from: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>>;
-    /// Deletes an object; one that is gone is not an error. Only pending
-    /// copies are ever deleted (see [`pending`]); a store that cannot
-    /// delete says so.
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>> {
+
+    /// [`ArchiveStore::get`], saying whether a failure is for good (the
+    /// object is gone, or may not be read): readers report such an object
+    /// and go on, rather than stopping at it forever.
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ReadFailure>> {
         Box::pin(async move {
-            Err(ArchiveError {
-                operation: "deleting",
-                location: format!("{}{key}", self.location()),
-                message: "this store cannot delete objects".into(),
+            self.get(key).await.map_err(|error| ReadFailure {
+                error,
+                permanent: false,
             })
         })
     }
+
+    /// Every key under `prefix`, whatever its name (the Parquet files and
+    /// compaction markers beside the raw objects), sorted.
+    fn list_all<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>>;
+
+    /// Writes the file at `path` to `key` unless `key` exists (S3's
+    /// `If-None-Match: *`); whether it was written. Never read into memory.
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<bool, ArchiveError>>;
+
+    /// Deletes `key`; a missing one is not an error.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), ArchiveError>>;
+}
+
+/// A read that failed; `permanent` when asking again cannot help
+/// (NoSuchKey, AccessDenied, a KMS key that may not be used).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct ReadFailure {
+    pub error: ArchiveError,
+    pub permanent: bool,
 }
 
 /// `archive/year=YYYY/month=MM/day=DD/`: the partition of documents stamped
@@ -384,6 +412,10 @@ impl ArchiveStore for S3Archive {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArchiveError>> {
+        Box::pin(async move { self.read(key).await.map_err(|f| f.error) })
+    }
+
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ReadFailure>> {
         Box::pin(async move {
             let output = self
                 .client
@@ -392,13 +424,88 @@ impl ArchiveStore for S3Archive {
                 .key(key)
                 .send()
                 .await
-                .map_err(|e| self.sdk_error("reading", "s3:GetObject", key, &e))?;
-            let bytes = output.body.collect().await.map_err(|e| ArchiveError {
-                operation: "reading",
-                location: format!("s3://{}/{key}", self.bucket),
-                message: e.to_string(),
+                .map_err(|e| {
+                    use aws_sdk_s3::error::ProvideErrorMetadata;
+                    let code = e.code().unwrap_or_default();
+                    let permanent = code == "NoSuchKey"
+                        || code == "AccessDenied"
+                        || code.starts_with("KMS")
+                        || code == "InvalidObjectState";
+                    ReadFailure {
+                        error: self.sdk_error("reading", "s3:GetObject", key, &e),
+                        permanent,
+                    }
+                })?;
+            let bytes = output.body.collect().await.map_err(|e| ReadFailure {
+                error: ArchiveError {
+                    operation: "reading",
+                    location: format!("s3://{}/{key}", self.bucket),
+                    message: e.to_string(),
+                },
+                permanent: false,
             })?;
             Ok(bytes.to_vec())
+        })
+    }
+
+    fn list_all<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| self.sdk_error("listing", "s3:ListBucket", prefix, &e))?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|object| object.key())
+                        .map(str::to_owned),
+                );
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<bool, ArchiveError>> {
+        Box::pin(async move {
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+                .await
+                .map_err(|e| ArchiveError {
+                    operation: "reading",
+                    location: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let sent = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .if_none_match("*")
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(_) => Ok(true),
+                Err(e) => {
+                    use aws_sdk_s3::error::ProvideErrorMetadata;
+                    if e.code() == Some("PreconditionFailed") {
+                        Ok(false)
+                    } else {
+                        Err(self.sdk_error("writing", "s3:PutObject", key, &e))
+                    }
+                }
+            }
         })
     }
 
@@ -520,6 +627,14 @@ impl DirArchive {
 
     /// Every object key under `dir` (a directory of the layout), unsorted.
     fn walk(&self, dir: &Path, keys: &mut Vec<String>) -> Result<(), ArchiveError> {
+        let mut all = Vec::new();
+        self.walk_all(dir, &mut all)?;
+        keys.extend(all.into_iter().filter(|key| is_object_key(key)));
+        Ok(())
+    }
+
+    /// Every file's key under `dir` but temporary ones, unsorted.
+    fn walk_all(&self, dir: &Path, keys: &mut Vec<String>) -> Result<(), ArchiveError> {
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -532,7 +647,7 @@ impl DirArchive {
                 .file_type()
                 .map_err(|e| self.error("listing", &path, e))?;
             if kind.is_dir() {
-                self.walk(&path, keys)?;
+                self.walk_all(&path, keys)?;
             } else if kind.is_file()
                 && let Ok(relative) = path.strip_prefix(&self.root)
             {
@@ -541,7 +656,7 @@ impl DirArchive {
                     .map(|c| c.as_os_str().to_string_lossy())
                     .collect::<Vec<_>>()
                     .join("/");
-                if is_object_key(&key) {
+                if !key.rsplit('/').next().unwrap_or(&key).starts_with('.') {
                     keys.push(key);
                 }
             }
@@ -560,9 +675,55 @@ impl ArchiveStore for DirArchive {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ArchiveError>> {
+        Box::pin(async move { self.read(key).await.map_err(|f| f.error) })
+    }
+
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, ReadFailure>> {
         Box::pin(async move {
             let path = self.root.join(key);
-            std::fs::read(&path).map_err(|e| self.error("reading", &path, e))
+            std::fs::read(&path).map_err(|e| ReadFailure {
+                permanent: matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ),
+                error: self.error("reading", &path, e),
+            })
+        })
+    }
+
+    fn list_all<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, ArchiveError>> {
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            self.walk_all(&self.root.join(prefix), &mut keys)?;
+            keys.retain(|key| key.starts_with(prefix));
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
+    fn put_file_if_absent<'a>(
+        &'a self,
+        key: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<bool, ArchiveError>> {
+        Box::pin(async move {
+            let target = self.root.join(key);
+            if target.exists() {
+                return Ok(false);
+            }
+            let parent = target.parent().unwrap_or(&self.root);
+            std::fs::create_dir_all(parent).map_err(|e| self.error("creating", parent, e))?;
+            let temporary = parent.join(format!(".{}.tmp", fastrand::u64(..)));
+            std::fs::copy(path, &temporary).map_err(|e| self.error("writing", &temporary, e))?;
+            // A hard link fails when the name exists: the directory's
+            // If-None-Match.
+            let linked = std::fs::hard_link(&temporary, &target);
+            let _ = std::fs::remove_file(&temporary);
+            match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(self.error("writing", &target, e)),
+            }
         })
     }
 
@@ -570,10 +731,9 @@ impl ArchiveStore for DirArchive {
         Box::pin(async move {
             let path = self.root.join(key);
             match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(self.error("deleting", &path, e))
-                }
-                _ => Ok(()),
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.error("deleting", &path, e)),
             }
         })
     }

@@ -9,9 +9,10 @@
 //!
 //! This file parses the command line and dispatches; each subcommand lives
 //! in a file of its own: [`run`] (a run, or `--setup`), [`replay`],
-//! [`export_index`]. [`settings`] turns flags and environment into the
+//! [`export_index`], [`compact`]. [`settings`] turns flags and environment into the
 //! settings SSM would give.
 
+mod compact;
 mod export_index;
 mod insights;
 mod replay;
@@ -43,11 +44,12 @@ reads its settings from SSM. Anywhere else it runs once:
 
 usage: docker-pulls [run] [options]
        docker-pulls replay --from DATE --to DATE [--archive DIR|s3://BUCKET]
-                           (--es-url URL | --ssm --write) [--index PREFIX] [--cursor KEY]
+                           (--es-url URL | --ssm --write) [--index PREFIX] [--cursor CURSOR]
        docker-pulls export-index --index PATTERN --archive DIR|s3://BUCKET
                            (--es-url URL | --ssm) [--from DATE] [--to DATE]
        docker-pulls insights --archive DIR|s3://BUCKET [--time RFC3339]
        docker-pulls report --archive DIR|s3://BUCKET [--out FILE] [--time RFC3339]
+       docker-pulls compact --archive DIR|s3://BUCKET --from DAY --to DAY
 
   --images LIST     image references, separated by commas or spaces; may repeat
                     (--image is the same flag)
@@ -80,11 +82,16 @@ docker-pulls: writing to URL (index PREFIX-<yyyy>)
 
 replay indexes every archived document with FROM <= @timestamp < TO (dates
 like 2026-01-01, or RFC 3339 times) into PREFIX-<yyyy>, with the same _id as
-the runs: what is already there counts as already indexed. --cursor KEY
-continues a replay that stopped. export-index copies the documents of the
-indices PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
-document. Both show their progress on stderr, print a summary on stdout, and
-exit with 1 when a document was refused or not indexed.
+the runs: what is already there counts as already indexed. --cursor CURSOR
+(the `cursor` a replay that stopped printed) continues right after the last
+document it delivered. export-index copies the documents of the indices
+PATTERN names (e.g. 'docker-pulls-*') into the archive, trimmed to the
+document. compact writes each day from FROM up to, not including, TO (as
+replay's range) as one Parquet file, parquet/date=YYYY-MM-DD/, beside the raw
+objects (after an import, or for days the daily compaction missed). All print
+a summary on stdout; replay and export-index show their progress on stderr.
+They exit with 1 when a document was refused or not indexed, or a day could
+not be compacted.
 
 insights prints, for every repository in the archive, its total and its pulls
 over the last day, week and month (- when the archive cannot tell, `down` when
@@ -114,6 +121,8 @@ pub enum Command {
     Insights,
     /// `report`: the stats page from the archive.
     Report,
+    /// `compact`: archive days into Parquet.
+    Compact,
 }
 
 /// The parsed command line.
@@ -158,6 +167,7 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Value(command) if first && command == "insights" => options.command = Command::Insights,
             Value(command) if first && command == "report" => options.command = Command::Report,
             Long("out") => options.out = Some(parser.value()?.into()),
+            Value(command) if first && command == "compact" => options.command = Command::Compact,
             Long("archive") => options.archive = Some(parser.value()?.string()?),
             Long("from") => options.from = Some(parser.value()?.string()?),
             Long("to") => options.to = Some(parser.value()?.string()?),
@@ -188,6 +198,12 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         Command::Replay if options.from.is_none() || options.to.is_none() => {
             Some("replay needs --from and --to")
         }
+        Command::Compact if options.from.is_none() || options.to.is_none() => {
+            Some("compact needs --from DAY and --to DAY (days like 2026-01-01)")
+        }
+        Command::Compact if options.archive.is_none() => {
+            Some("compact needs --archive DIR or --archive s3://BUCKET")
+        }
         Command::ExportIndex if options.index.is_none() => {
             Some("export-index needs --index PATTERN (e.g. 'docker-pulls-*')")
         }
@@ -210,6 +226,9 @@ pub fn parse_args(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             to.unwrap_or_default(),
             options.cursor.as_deref(),
         )?;
+    }
+    if options.command == Command::Compact && !options.help {
+        compact::days(from.unwrap_or_default(), to.unwrap_or_default())?;
     }
     for (flag, value) in [("from", from), ("to", to)] {
         if let Some(text) = value {
@@ -275,6 +294,7 @@ pub async fn main(args: Vec<OsString>, env: Environment, http: reqwest::Client) 
         Command::Replay | Command::ExportIndex => history(&options, &env, http).await,
         Command::Insights => insights::insights(&options).await,
         Command::Report => report::report(&options).await,
+        Command::Compact => compact::compact(&options).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -491,6 +511,24 @@ mod tests {
 
     #[test]
     fn replay_and_export_index_flags_parse_and_say_what_is_missing() {
+        let compact = parse_args(args(&[
+            "compact",
+            "--archive",
+            "s3://pulls",
+            "--from",
+            "2021-01-01",
+            "--to",
+            "2026-03-02",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            (
+                compact.command,
+                compact.archive.as_deref(),
+                compact.from.as_deref()
+            ),
+            (Command::Compact, Some("s3://pulls"), Some("2021-01-01"))
+        );
         let options = parse_args(args(&[
             "replay",
             "--from",
@@ -558,9 +596,29 @@ mod tests {
                     "--cursor",
                     "x",
                 ],
-                "not an archive key",
+                "is not TIME/NAMESPACE/NAME or TIME",
             ),
             (&["export-index", "--archive", "d"], "--index PATTERN"),
+            (
+                &["compact", "--archive", "d", "--from", "2026-01-01"],
+                "compact needs --from DAY and --to DAY",
+            ),
+            (
+                &["compact", "--from", "2026-01-01", "--to", "2026-01-02"],
+                "compact needs --archive",
+            ),
+            (
+                &[
+                    "compact",
+                    "--archive",
+                    "d",
+                    "--from",
+                    "2026-01-02",
+                    "--to",
+                    "2026-01-01",
+                ],
+                "must be before --to",
+            ),
             (
                 &[
                     "export-index",

@@ -10,6 +10,15 @@ and runs the same three example queries:
 
     python3 tests/support/archive_sql.py DIR      # DIR holds archive/
     python3 tests/support/archive_sql.py --self-test
+    python3 tests/support/archive_sql.py --docs docs/operations.md DIR
+
+`--docs` checks the Athena SQL of docs/operations.md ("Querying it with
+Athena") as printed: every statement parses with sqlglot's Athena dialect;
+the tables' columns match what the function writes; the view and the
+queries, transpiled to DuckDB, run over DIR's raw objects and Parquet files
+(each query against the Parquet table and against the view); pyarrow reads
+the Parquet files as a second reader. It prints one JSON object (see
+`check_docs`). Needs `duckdb`, `sqlglot` and `pyarrow` (pip).
 
 prints one JSON object:
 
@@ -260,9 +269,128 @@ def self_test() -> int:
     return 1 if failures else 0
 
 
+def docs_sql(path: str) -> list[str]:
+    """The ```sql blocks of the "Querying it with Athena" section, as printed."""
+    text = open(path, encoding="utf-8").read()
+    start = text.index("### Querying it with Athena")
+    end = text.find("\n### ", start + 1)
+    section = text[start:end if end >= 0 else len(text)]
+    blocks, inside, current = [], False, []
+    for line in section.splitlines():
+        if not inside and line.strip() == "```sql":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def plain(value: object) -> object:
+    """A DuckDB or pyarrow value as JSON: dates and times as ISO text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def check_docs(docs: str, directory: str) -> dict:
+    """{"statements": N, "tables": {name: {"columns", "partitions", "location"}},
+        "views": [name], "queries": [{"parquet": rows, "recent": rows}],
+        "pyarrow": {"files", "schema", "rows", "covered_keys", "records"}}"""
+    import duckdb
+    import pyarrow.parquet as pq
+    import sqlglot
+    from sqlglot import exp
+
+    statements = []
+    for block in docs_sql(docs):
+        for statement in sqlglot.parse(block, read="athena"):
+            if statement is not None:
+                statements.append(statement)
+    tables, views, queries = {}, [], []
+    for statement in statements:
+        if isinstance(statement, exp.Create) and statement.kind == "TABLE":
+            schema = statement.this
+            name = schema.this.name
+            columns = [c.name for c in schema.expressions]
+            props = statement.args.get("properties")
+            partitions, location = [], None
+            for prop in (props.expressions if props else []):
+                if isinstance(prop, exp.PartitionedByProperty):
+                    partitions = [c.name for c in prop.this.expressions]
+                elif isinstance(prop, exp.LocationProperty):
+                    location = prop.this.name
+            tables[name] = {"columns": columns, "partitions": partitions, "location": location}
+        elif isinstance(statement, exp.Create) and statement.kind == "VIEW":
+            views.append(statement)
+        else:
+            queries.append(statement)
+
+    con = duckdb.connect()
+    parquet_glob = os.path.join(directory, "parquet", "**", "*.parquet")
+    raw_glob = os.path.join(directory, "archive", "**", "*.ndjson.gz")
+    # The tables as Athena reads them: the Parquet files with their `date`
+    # partition; the raw objects a line a row, with the object's key as
+    # "$path" (Athena's pseudo-column; local paths sort as keys do).
+    con.execute(f"""
+        CREATE VIEW docker_pulls AS
+        SELECT * FROM read_parquet('{escape(parquet_glob)}', hive_partitioning = true,
+                                   hive_types = {{'date': 'VARCHAR'}})""")
+    con.execute(f"""
+        CREATE VIEW docker_pulls_raw AS
+        SELECT line, filename AS "$path", year, month, day
+        FROM read_csv('{escape(raw_glob)}', columns = {{'line': 'VARCHAR'}}, delim = chr(1),
+                      quote = '', escape = '', header = false, filename = true,
+                      hive_partitioning = true, hive_types = {duckdb_literal(HIVE_TYPES)})""")
+    for view in views:
+        con.execute(view.sql(dialect="duckdb"))
+    view_names = [v.this.name for v in views]
+
+    def run(statement) -> list[list]:
+        return [[plain(v) for v in row] for row in con.execute(statement.sql(dialect="duckdb")).fetchall()]
+
+    results = []
+    for query in queries:
+        on_view = query.copy()
+        for table in on_view.find_all(exp.Table):
+            if table.name == "docker_pulls" and view_names:
+                table.set("this", exp.to_identifier(view_names[0]))
+        results.append({"parquet": run(query), "recent": run(on_view)})
+    actual_columns = {
+        "docker_pulls": [row[0] for row in con.execute("DESCRIBE docker_pulls").fetchall()],
+        "docker_pulls_raw": [row[0] for row in con.execute("DESCRIBE docker_pulls_raw").fetchall()],
+    }
+    con.close()
+
+    files = sorted(glob.glob(parquet_glob, recursive=True))
+    records, schema, covered = [], None, []
+    for path in files:
+        table = pq.read_table(path, partitioning=None)
+        schema = [f"{field.name}: {field.type}{'' if field.nullable else ' not null'}" for field in table.schema]
+        meta = pq.read_metadata(path).metadata or {}
+        covered.append(meta.get(b"docker_pulls.covered_keys", b"").decode().splitlines())
+        for row in table.to_pylist():
+            records.append({key: plain(value) for key, value in row.items()})
+    return {
+        "statements": len(statements),
+        "tables": tables,
+        "actual_columns": actual_columns,
+        "views": view_names,
+        "queries": results,
+        "pyarrow": {"files": [os.path.relpath(f, directory) for f in files], "schema": schema,
+                    "rows": len(records), "covered_keys": covered, "records": records},
+    }
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--self-test"]:
         return self_test()
+    if len(argv) == 3 and argv[0] == "--docs":
+        print(json.dumps(check_docs(argv[1], argv[2])))
+        return 0
     if len(argv) != 1 or argv[0].startswith("-"):
         sys.stderr.write("usage: archive_sql.py DIR | --self-test   (DIR holds archive/year=YYYY/...)\n")
         return 2

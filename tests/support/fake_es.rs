@@ -1725,6 +1725,8 @@ struct SearchBody {
     search_after: Option<Vec<Value>>,
     /// `range` on one field; `None`: match all.
     range: Option<Range>,
+    /// `exists` filters (in a `bool` query's `filter`): fields a hit has.
+    exists: Vec<String>,
     source: bool,
 }
 
@@ -1742,6 +1744,7 @@ impl SearchBody {
             sort: Vec::new(),
             search_after: None,
             range: None,
+            exists: Vec::new(),
             source: true,
         };
         if request.body.iter().all(u8::is_ascii_whitespace) {
@@ -1755,7 +1758,9 @@ impl SearchBody {
         };
         for (key, value) in &object {
             match (key.as_str(), count_only) {
-                ("query", _) => body.range = parse_range(value).map_err(parsing)?,
+                ("query", _) => {
+                    (body.range, body.exists) = parse_search_query(value).map_err(parsing)?
+                }
                 ("size", false) => body.size = as_count(value, "size").map_err(parsing)?,
                 ("from", false) => body.from = as_count(value, "from").map_err(parsing)?,
                 ("track_total_hits", false) => {}
@@ -1806,6 +1811,13 @@ impl SearchBody {
     }
 
     fn matches(&self, source: &Value) -> bool {
+        if self
+            .exists
+            .iter()
+            .any(|field| field_value(source, field).is_none_or(Value::is_null))
+        {
+            return false;
+        }
         let Some((field, bounds)) = &self.range else {
             return true;
         };
@@ -1836,6 +1848,49 @@ fn as_count(value: &Value, key: &str) -> Result<usize, String> {
 /// `{"match_all":{}}` or `{"range":{"field":{"gte":…,"lt":…}}}`.
 /// A `range` query: the field, and `(gte|gt|lte|lt, bound)` pairs.
 type Range = (String, Vec<(String, Value)>);
+
+/// A query: `match_all`, `range`, `exists`, or a `bool` whose `filter`
+/// holds those (the subset export-index sends).
+fn parse_search_query(query: &Value) -> Result<(Option<Range>, Vec<String>), String> {
+    if let Some(inner) = query
+        .get("bool")
+        .filter(|_| query.as_object().is_some_and(|o| o.len() == 1))
+    {
+        let Some(object) = inner.as_object() else {
+            return Err("[bool] query malformed".into());
+        };
+        let (mut range, mut exists) = (None, Vec::new());
+        for (clause, value) in object {
+            if clause != "filter" {
+                return Err(format!(
+                    "[bool] query clause [{clause}] is not supported by the fake"
+                ));
+            }
+            let filters = match value {
+                Value::Array(filters) => filters.clone(),
+                other => vec![other.clone()],
+            };
+            for filter in filters {
+                let (r, e) = parse_search_query(&filter)?;
+                if r.is_some() {
+                    range = r;
+                }
+                exists.extend(e);
+            }
+        }
+        return Ok((range, exists));
+    }
+    if let Some(inner) = query
+        .get("exists")
+        .filter(|_| query.as_object().is_some_and(|o| o.len() == 1))
+    {
+        let Some(field) = inner.get("field").and_then(Value::as_str) else {
+            return Err("[exists] must be provided with a [field]".into());
+        };
+        return Ok((None, vec![field.to_owned()]));
+    }
+    parse_range(query).map(|range| (range, Vec::new()))
+}
 
 fn parse_range(query: &Value) -> Result<Option<Range>, String> {
     let Some(object) = query.as_object().filter(|o| o.len() == 1) else {
