@@ -180,6 +180,9 @@ STAND_IN_STACK = {
         "SpoolBucketName": {"Value": {"Ref": "SpoolBucket"}},
         "ArchiveLocation": {"Value": {"Fn::Sub": "s3://${SpoolBucket}/archive/"}},
         "DashboardName": {"Value": "docker-pulls"},
+        "BadgeBucketName": {"Value": "docker-pulls-badges"},
+        "BadgeBaseUrl": {"Value": "https://docker-pulls-badges.s3.amazonaws.com/badges/"},
+        "AlertTopicArn": {"Value": f"arn:aws:sns:{REGION}:123456789012:docker-pulls-alerts"},
     },
 }
 
