@@ -864,11 +864,19 @@ fn link_targets(line: &str) -> Vec<String> {
 /// The top-level entries of the repository a path in the docs may start
 /// with (what git tracks; build output and tool caches are not named).
 fn top_level() -> BTreeSet<String> {
-    std::fs::read_dir(root())
-        .expect("repository root")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| !["target", ".git", ".venv"].contains(&name.as_str()))
+    // What git tracks: build output (target/, .aws-sam/, .venv/) comes and
+    // goes, and must not decide which words are paths.
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root())
+        .output()
+        .expect("git ls-files");
+    assert!(listed.status.success(), "git ls-files failed");
+    String::from_utf8_lossy(&listed.stdout)
+        .split('\0')
+        .filter_map(|path| path.split('/').next())
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
         .collect()
 }
 
