@@ -359,6 +359,38 @@ impl S3Archive {
     }
 }
 
+impl S3Archive {
+    /// Writes `key` unless it exists (`If-None-Match: *`): a retried event,
+    /// a false failure (the object landed, the answer did not) and another
+    /// stack sharing the bucket all find the object there. Whether it was
+    /// written; an object already there is not an error.
+    async fn create_only(
+        &self,
+        key: &str,
+        body: aws_sdk_s3::primitives::ByteStream,
+        content_type: Option<&str>,
+    ) -> Result<bool, ArchiveError> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .if_none_match("*")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(error) if already_exists(&error) => {
+                tracing::debug!(key, "archive object already there");
+                Ok(false)
+            }
+            Err(error) => Err(self.sdk_error("writing", "s3:PutObject", key, &error)),
+        }
+    }
+}
+
 impl ArchiveStore for S3Archive {
     fn location(&self) -> String {
         format!("s3://{}/", self.bucket)
@@ -374,27 +406,9 @@ impl ArchiveStore for S3Archive {
             } else {
                 "application/octet-stream"
             };
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .content_type(content_type)
-                // Create, never replace: a retried event, a false failure
-                // (the object landed, the answer did not) and another stack
-                // sharing the bucket all find the object there.
-                .if_none_match("*")
-                .body(body.into())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => Ok(()),
-                Err(error) if already_exists(&error) => {
-                    tracing::debug!(key, "archive object already there");
-                    Ok(())
-                }
-                Err(error) => Err(self.sdk_error("writing", "s3:PutObject", key, &error)),
-            }
+            self.create_only(key, body.into(), Some(content_type))
+                .await
+                .map(|_| ())
         })
     }
 
@@ -486,26 +500,7 @@ impl ArchiveStore for S3Archive {
                     location: path.display().to_string(),
                     message: e.to_string(),
                 })?;
-            let sent = self
-                .client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .if_none_match("*")
-                .body(body)
-                .send()
-                .await;
-            match sent {
-                Ok(_) => Ok(true),
-                Err(e) => {
-                    use aws_sdk_s3::error::ProvideErrorMetadata;
-                    if e.code() == Some("PreconditionFailed") {
-                        Ok(false)
-                    } else {
-                        Err(self.sdk_error("writing", "s3:PutObject", key, &e))
-                    }
-                }
-            }
+            self.create_only(key, body, None).await
         })
     }
 
@@ -597,6 +592,18 @@ impl DirArchive {
     /// leaves half an object, and like S3's `If-None-Match: *` an existing
     /// object is kept as it is (the link fails; that is success).
     fn write(&self, key: &str, body: &[u8]) -> Result<(), ArchiveError> {
+        self.create_only(key, |file| file.write_all(body))
+            .map(|_| ())
+    }
+
+    /// Creates `key` from what `fill` writes into a temporary file beside
+    /// it, unless `key` exists: a hard link fails on an existing name (the
+    /// directory's `If-None-Match: *`). Whether it was created.
+    fn create_only(
+        &self,
+        key: &str,
+        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+    ) -> Result<bool, ArchiveError> {
         let path = self.root.join(key);
         let parent = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(parent).map_err(|e| self.error("creating", parent, e))?;
@@ -611,14 +618,14 @@ impl DirArchive {
             fastrand::u64(..)
         ));
         let written = std::fs::File::create(&temporary).and_then(|mut file| {
-            file.write_all(body)?;
+            fill(&mut file)?;
             file.sync_all()
         });
         let linked = written
             .map_err(|e| self.error("writing", &temporary, e))
             .and_then(|()| match std::fs::hard_link(&temporary, &path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
                 Err(e) => Err(self.error("writing", &path, e)),
             });
         let _ = std::fs::remove_file(&temporary);
@@ -711,19 +718,9 @@ impl ArchiveStore for DirArchive {
             if target.exists() {
                 return Ok(false);
             }
-            let parent = target.parent().unwrap_or(&self.root);
-            std::fs::create_dir_all(parent).map_err(|e| self.error("creating", parent, e))?;
-            let temporary = parent.join(format!(".{}.tmp", fastrand::u64(..)));
-            std::fs::copy(path, &temporary).map_err(|e| self.error("writing", &temporary, e))?;
-            // A hard link fails when the name exists: the directory's
-            // If-None-Match.
-            let linked = std::fs::hard_link(&temporary, &target);
-            let _ = std::fs::remove_file(&temporary);
-            match linked {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(self.error("writing", &target, e)),
-            }
+            self.create_only(key, |file| {
+                std::io::copy(&mut std::fs::File::open(path)?, file).map(|_| ())
+            })
         })
     }
 
