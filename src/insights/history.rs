@@ -44,30 +44,11 @@ pub struct Found {
     pub unreadable: usize,
 }
 
-/// The Unix time of an archive key: the name's leading
-/// `20261203T103500.000Z`.
+/// The Unix time, in whole seconds, of an archive key: the name's leading
+/// `20261203T103500.000Z`, read by the archive's own reader.
 pub fn key_time(key: &str) -> Option<i64> {
-    let name = key.rsplit('/').next()?;
-    let stamp = name.get(..20)?;
-    let b = stamp.as_bytes();
-    if b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<u32>().ok();
-    let month = time::Month::try_from(u8::try_from(number(4..6)?).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(number(0..4)?).ok()?,
-        month,
-        number(6..8)? as u8,
-    )
-    .ok()?;
-    let clock = time::Time::from_hms(
-        u8::try_from(number(9..11)?).ok()?,
-        u8::try_from(number(11..13)?).ok()?,
-        u8::try_from(number(13..15)?).ok()?,
-    )
-    .ok()?;
-    Some(date.with_time(clock).assume_utc().unix_timestamp())
+    crate::archive::reader::key_time(key)
+        .and_then(|nanos| i64::try_from(nanos.div_euclid(1_000_000_000)).ok())
 }
 
 /// The keys of the objects with `from <= key time <= to`, newest first.
