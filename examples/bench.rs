@@ -33,6 +33,15 @@
 //!   documents in the index (`_count`), TCP connections opened;
 //!
 //! and per process the init time (spawn → first `/next` poll) and its CPU.
+//!
+//! As deployed, the function has an archive and spool bucket and a badge
+//! bucket (`ARCHIVE_BUCKET` = `SPOOL_BUCKET`, `BADGE_BUCKET`, fresh in moto
+//! for each N), with S3 reached through a relay that counts each request by
+//! operation and key area (`PUT archive`, `LIST spool`, `PUT badges/repo`…).
+//! The function's log gives each run's distinct EMF metrics and its bytes.
+//! After the last process's runs the bench invokes `{"action":"compact"}`
+//! for the runs' day and records its S3 requests. scripts/cost.py turns
+//! these figures into a month's bill (docs/performance.md).
 //! Each invocation's deadline is template.yaml's `Timeout` (`--timeout-s`
 //! overrides), and the function gets `MAX_EVENT_AGE` of ten years so that
 //! the events' past times, five minutes apart, are kept: the function
@@ -78,6 +87,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -300,6 +310,8 @@ struct Stamps {
     connections: u64,
     bytes_up: u64,
     bytes_down: u64,
+    /// S3 requests by [`s3_request_class`] (only the S3 relay sees any).
+    s3_requests: BTreeMap<String, u64>,
 }
 
 /// A TCP relay on 127.0.0.1 in front of a local service.
@@ -374,6 +386,9 @@ async fn pump(
                 s.first_up.get_or_insert(now);
                 s.bytes_up += n as u64;
                 // Requests are written whole (hyper, HTTP/1.1, no pipelining).
+                if let Some(class) = s3_request_class(&buffer[..n]) {
+                    *s.s3_requests.entry(class).or_default() += 1;
+                }
                 match hub_request_kind(&buffer[..n]) {
                     Some(true) => {
                         s.first_listing.get_or_insert(now);
@@ -408,6 +423,128 @@ fn hub_request_kind(chunk: &[u8]) -> Option<bool> {
         Some(b'/') => Some(false),
         Some(_) => None,
     }
+}
+
+/// The bench's bucket for the archive and the spool (one bucket, as in
+/// template.yaml) and its badge bucket, per size N.
+fn archive_bucket(n: usize) -> String {
+    format!("docker-pulls-bench-{n}")
+}
+
+fn badge_bucket(n: usize) -> String {
+    format!("docker-pulls-bench-badges-{n}")
+}
+
+/// What an S3 request is, for the cost model (scripts/cost.py): its
+/// operation (`PUT`, `GET`, `HEAD`, `DELETE`, `POST`, or `LIST` for a GET of
+/// the bucket itself) and the area it touches: the key's (or the listing
+/// prefix's) first segment (`archive`, `archive-pending`, `parquet`,
+/// `parquet-due`, `spool`, `alerts`), with `badges/` split into
+/// `badges/index` (index.json, index.html) and `badges/repo` (one
+/// repository's badge). `None` for anything that is not a path-style
+/// request to a bench bucket.
+fn s3_request_class(chunk: &[u8]) -> Option<String> {
+    let line_end = chunk.iter().position(|&b| b == b'\r')?;
+    let line = std::str::from_utf8(&chunk[..line_end]).ok()?;
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    let rest = target.strip_prefix("/docker-pulls-bench-")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let key = path.split_once('/').map_or("", |(_, key)| key);
+    let (op, key) = if key.is_empty() {
+        let prefix = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("prefix="))
+            .unwrap_or("");
+        let op = if method == "GET" { "LIST" } else { method };
+        (op, percent_decode(prefix))
+    } else {
+        (method, percent_decode(key))
+    };
+    let area = match key.split_once('/') {
+        Some(("badges", "index.json" | "index.html")) => "badges/index",
+        Some(("badges", rest)) if !rest.is_empty() => "badges/repo",
+        Some((first, _)) => first,
+        None => key.as_str(),
+    }
+    .to_owned();
+    Some(format!("{op} {area}"))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the function's log says about one run: the distinct EMF metrics
+/// (namespace, name and dimension values: each is a CloudWatch custom
+/// metric) and the bytes it wrote (what CloudWatch Logs ingests).
+#[derive(Debug, Clone, Default)]
+struct LogFigures {
+    emf_metrics: BTreeSet<String>,
+    bytes: u64,
+}
+
+/// Reads `log` from `offset` on (advancing it): the run's [`LogFigures`].
+fn read_log_figures(log: &Path, offset: &mut u64) -> LogFigures {
+    let text = std::fs::read(log).unwrap_or_default();
+    let start = (*offset as usize).min(text.len());
+    let new = &text[start..];
+    *offset = text.len() as u64;
+    let mut figures = LogFigures {
+        bytes: new.len() as u64,
+        ..LogFigures::default()
+    };
+    for line in String::from_utf8_lossy(new).lines() {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        // Under AWS_LAMBDA_LOG_FORMAT=JSON an EMF record is the line itself.
+        let Some(directives) = record["_aws"]["CloudWatchMetrics"].as_array() else {
+            continue;
+        };
+        for directive in directives {
+            let namespace = directive["Namespace"].as_str().unwrap_or("");
+            let dimension_sets = directive["Dimensions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for metric in directive["Metrics"].as_array().into_iter().flatten() {
+                let name = metric["Name"].as_str().unwrap_or("");
+                for set in &dimension_sets {
+                    let dims: Vec<String> = set
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|d| format!("{d}={}", record[d].as_str().unwrap_or("")))
+                        .collect();
+                    figures
+                        .emf_metrics
+                        .insert(format!("{namespace}/{name}[{}]", dims.join(",")));
+                }
+            }
+        }
+    }
+    figures
 }
 
 // ---- Lambda Runtime API emulator -----------------------------------------
@@ -748,6 +885,8 @@ struct Stand {
     hub_relay: Relay,
     es_relay: Relay,
     ssm_relay: Relay,
+    /// moto's S3, for the archive, spool and badge buckets of a run.
+    s3_relay: Relay,
     http: reqwest::Client,
 }
 
@@ -786,6 +925,7 @@ impl Stand {
             hub_relay: relay(hub.addr()).await?,
             es_relay: relay(es.addr()).await?,
             ssm_relay: relay(moto_addr(moto)?).await?,
+            s3_relay: relay(moto_addr(moto)?).await?,
             hub,
             es,
             http: reqwest::Client::new(),
@@ -857,6 +997,10 @@ struct Sample {
     /// earlier run of the process.
     repositories: Vec<String>,
     covered_so_far: usize,
+    /// S3 requests by [`s3_request_class`].
+    s3_requests: BTreeMap<String, u64>,
+    /// What the run wrote to its log.
+    log: LogFigures,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -873,6 +1017,8 @@ struct SizeResult {
     n: usize,
     samples: Vec<Sample>,
     inits: Vec<Init>,
+    /// The `compact` invocation after the last process's runs.
+    compaction: Option<Value>,
 }
 
 fn ms(from: Instant, to: Instant) -> f64 {
@@ -897,11 +1043,16 @@ async fn run_size(
         format!("{NAMESPACE}/*")
     };
     let stand = Stand::start(args, moto, n, &images).await?;
+    // As deployed: the archive and the spool share a bucket, badges have
+    // their own; fresh ones per size, so the compaction reads this size's.
+    moto.create_bucket(&archive_bucket(n)).await;
+    moto.create_bucket(&badge_bucket(n)).await;
 
     let mut result = SizeResult {
         n,
         samples: Vec::new(),
         inits: Vec::new(),
+        compaction: None,
     };
     for process in 0..args.processes {
         run_process(args, &stand, n, ticks, process, sequence, &mut result).await?;
@@ -926,6 +1077,12 @@ async fn run_process(
         std::process::id()
     ));
     let mut command = function_command(args, emulator.addr, stand, &log)?;
+    command
+        .env("ARCHIVE_BUCKET", archive_bucket(n))
+        .env("SPOOL_BUCKET", archive_bucket(n))
+        .env("BADGE_BUCKET", badge_bucket(n))
+        .env("AWS_ENDPOINT_URL_S3", &stand.s3_relay.url);
+    let mut log_offset = 0;
     let limits_name = format!("docker-pulls-bench-{}-{n}-{process}", std::process::id());
     let (limits, mut child, pid, spawned) = spawn_function(args, &mut command, &limits_name)?;
     let fail = |what: String| with_log_tail(what, &log);
@@ -934,8 +1091,9 @@ async fn run_process(
         .await
         .map_err(fail)?;
     result.inits.push(init);
+    read_log_figures(&log, &mut log_offset);
 
-    let mut covered = std::collections::BTreeSet::new();
+    let mut covered = BTreeSet::new();
     let mut invocation = 0;
     loop {
         let more = if args.cover {
@@ -947,9 +1105,10 @@ async fn run_process(
             break;
         }
         *sequence += 1;
-        let sample = invoke(args, stand, &mut emulator, pid, n, ticks, *sequence)
+        let mut sample = invoke(args, stand, &mut emulator, pid, n, ticks, *sequence)
             .await
             .map_err(fail)?;
+        sample.log = read_log_figures(&log, &mut log_offset);
         covered.extend(sample.repositories.iter().cloned());
         eprintln!(
             "bench: N={n} run {}: wall {:.0} ms, {} documents, {} deferred, {} Hub requests, {} 429s, covered {}/{n}",
@@ -967,6 +1126,12 @@ async fn run_process(
             ..sample
         });
         invocation += 1;
+    }
+    if process + 1 == args.processes {
+        let compaction = compact(stand, &mut emulator, *sequence)
+            .await
+            .map_err(fail)?;
+        result.compaction = Some(compaction);
     }
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -1135,9 +1300,7 @@ async fn invoke(
     ticks: u64,
     sequence: u64,
 ) -> Result<Sample, String> {
-    // Distinct times, five minutes apart, so every run writes new documents.
-    let time = time::OffsetDateTime::from_unix_timestamp(1_795_132_800 + sequence as i64 * 300)
-        .map_err(|e| e.to_string())?
+    let time = run_time(sequence)?
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
     let id = format!("00000000-0000-4000-8000-{sequence:012}");
@@ -1162,7 +1325,12 @@ async fn invoke(
     let rejected_before = stand.hub.rate_limited();
     let budget_s = args.timeout_s.unwrap_or(120);
     stand.es.clear_requests();
-    for relay in [&stand.hub_relay, &stand.es_relay, &stand.ssm_relay] {
+    for relay in [
+        &stand.hub_relay,
+        &stand.es_relay,
+        &stand.ssm_relay,
+        &stand.s3_relay,
+    ] {
         relay.reset();
     }
     if !reset_peak_rss(pid) {
@@ -1266,8 +1434,51 @@ async fn invoke(
         hub_429,
         budget_s,
         repositories,
+        s3_requests: stand.s3_relay.stamps().s3_requests,
         ..Sample::default()
     })
+}
+
+/// The run time of the bench's `sequence`-th invocation: five minutes apart
+/// from a fixed day, so every run writes new documents.
+fn run_time(sequence: u64) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::from_unix_timestamp(1_795_132_800 + sequence as i64 * 300)
+        .map_err(|e| e.to_string())
+}
+
+/// The daily `{"action":"compact"}` for the day of the last run: its S3
+/// requests by class and its summary. It reads every archive object this
+/// size's runs wrote (one per run), which scripts/cost.py scales to a
+/// day's 288.
+async fn compact(stand: &Stand, emulator: &mut Emulator, sequence: u64) -> Result<Value, String> {
+    let day = run_time(sequence)?.date();
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    );
+    stand.s3_relay.reset();
+    let Exchange {
+        handed_out,
+        responded,
+        body,
+    } = exchange(
+        emulator,
+        &format!("00000000-0000-4000-9000-{sequence:012}"),
+        json!({"action": "compact", "day": day}).to_string(),
+        Duration::from_secs(900),
+        INVOKE_TIMEOUT,
+    )
+    .await?;
+    let summary: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("compact response is not JSON ({e}): {body:?}"))?;
+    Ok(json!({
+        "day": day,
+        "wall_ms": round1(ms(handed_out, responded)),
+        "s3_requests": stand.s3_relay.stamps().s3_requests,
+        "summary": summary,
+    }))
 }
 
 // ---- drain mode ------------------------------------------------------------
@@ -2174,6 +2385,23 @@ fn binary_info(path: &Path) -> Value {
     })
 }
 
+/// The commit the bench ran at, and whether the work tree had changes to
+/// tracked files (then the figures are not that commit's).
+fn source() -> Value {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    json!({
+        "commit": git(&["rev-parse", "HEAD"]),
+        "tracked_changes": git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
+    })
+}
+
 fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
@@ -2199,8 +2427,9 @@ fn fmt(v: &Value, key: &str, digits: usize) -> String {
     }
 }
 
-/// One row of the result: N, cold and warm summaries, init, every run.
-type Row = (usize, Value, Value, Value, Vec<Value>);
+/// One row of the result: N, cold and warm summaries, init, every run, the
+/// compaction.
+type Row = (usize, Value, Value, Value, Vec<Value>, Value);
 
 /// One invocation's figures, for the per-run table and the JSON.
 fn run_json(args: &Args, n: usize, sample: &Sample) -> Value {
@@ -2219,6 +2448,10 @@ fn run_json(args: &Args, n: usize, sample: &Sample) -> Value {
         "cpu_s": sample.cpu_s,
         "covered_so_far": sample.covered_so_far,
         "covered_all": sample.covered_so_far >= n,
+        "s3_requests": sample.s3_requests,
+        "emf_metrics": sample.log.emf_metrics.len(),
+        "emf_metric_names": sample.log.emf_metrics,
+        "log_bytes": sample.log.bytes,
     })
 }
 
@@ -2226,13 +2459,13 @@ fn runs_table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| N | run | wall ms | docs | deferred | Hub requests (summary) | ÷ rate-limit bound | 429s (summary / fake) | _bulk | peak RSS MiB | covered so far |"
+        "\n| N | run | wall ms | docs | deferred | Hub requests (summary) | ÷ rate-limit bound | 429s (summary / fake) | _bulk | peak RSS MiB | covered so far | S3 requests | EMF metrics | log KiB |"
     );
     let _ = writeln!(
         out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for (n, _, _, _, runs) in rows {
+    for (n, _, _, _, runs, _) in rows {
         for (k, r) in runs.iter().enumerate() {
             let requests = r["hub_requests"].as_f64().unwrap_or(0.0);
             let ratio = r["rate_limit_bound"]
@@ -2240,7 +2473,7 @@ fn runs_table(rows: &[Row]) -> String {
                 .map_or("-".into(), |b| format!("{:.2}", requests / b));
             let _ = writeln!(
                 out,
-                "| {n} | {} | {} | {} | {} | {requests:.0} | {ratio} | {} / {} | {} | {} | {} / {n} |",
+                "| {n} | {} | {} | {} | {} | {requests:.0} | {ratio} | {} / {} | {} | {} | {} / {n} | {} | {} | {:.1} |",
                 k + 1,
                 fmt(r, "wall_ms", 0),
                 r["documents"],
@@ -2250,6 +2483,11 @@ fn runs_table(rows: &[Row]) -> String {
                 r["bulk_requests"],
                 fmt(r, "peak_rss_mib", 1),
                 r["covered_so_far"],
+                r["s3_requests"]
+                    .as_object()
+                    .map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>()),
+                r["emf_metrics"],
+                r["log_bytes"].as_f64().unwrap_or(0.0) / 1024.0,
             );
         }
     }
@@ -2266,7 +2504,7 @@ fn table(args: &Args, rows: &[Row]) -> String {
         out,
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for (n, cold, warm, _, _) in rows {
+    for (n, cold, warm, _, _, _) in rows {
         let b = bounds(args, *n);
         for (label, v) in [("cold", cold), ("warm", warm)] {
             if v.get("samples").and_then(Value::as_u64).unwrap_or(0) == 0 {
@@ -2306,7 +2544,7 @@ fn table(args: &Args, rows: &[Row]) -> String {
         "\n| N | init ms (median, max) | init CPU ms (schedstat) | RSS after init MiB (anonymous) |"
     );
     let _ = writeln!(out, "|---:|---:|---:|---:|");
-    for (n, _, _, init, _) in rows {
+    for (n, _, _, init, _, _) in rows {
         let _ = writeln!(
             out,
             "| {n} | {} ({}) | {} | {} ({}) |",
@@ -2391,6 +2629,7 @@ async fn main() -> ExitCode {
             summarize(&args, &result, &warm),
             init,
             runs,
+            result.compaction.clone().unwrap_or(Value::Null),
         );
         eprintln!(
             "bench: N={n}: warm wall {} ms, peak RSS {} MiB, CPU {} s",
@@ -2460,6 +2699,8 @@ async fn main() -> ExitCode {
 
     let json = json!({
         "machine": machine,
+        "source": source(),
+        "command": std::env::args().skip(1).collect::<Vec<_>>(),
         "config": {
             "latency_ms": args.latency_ms,
             "hub_concurrency": args.concurrency,
@@ -2479,7 +2720,7 @@ async fn main() -> ExitCode {
             })),
         },
         "binaries": binaries,
-        "results": rows.iter().map(|(n, cold, warm, init, runs)| {
+        "results": rows.iter().map(|(n, cold, warm, init, runs, compaction)| {
             let b = bounds(&args, *n);
             let runs_to_cover = runs
                 .iter()
@@ -2493,6 +2734,7 @@ async fn main() -> ExitCode {
                 "expected_hub_requests": b.requests,
                 "runs_to_cover": runs_to_cover,
                 "init": init, "cold": cold, "warm": warm, "runs": runs,
+                "compaction": compaction,
             })
         }).collect::<Vec<_>>(),
     });
