@@ -24,9 +24,9 @@
 
 use docker_pulls::archive::{self, ArchiveError, ArchiveStore};
 use docker_pulls::document::{Document, RepositoryStats, RunTime};
-use docker_pulls::insights::Insights;
 use docker_pulls::insights::alerts::Thresholds;
 use docker_pulls::insights::store::{Bucket, Condition, Object, StoreError, Written};
+use docker_pulls::insights::{self, Insights};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -339,7 +339,7 @@ async fn main() {
         PEAK.store(before, Ordering::Relaxed);
         let begun = Instant::now();
         let outcome = insights
-            .after_run(&archive, &docs, &thresholds)
+            .after_run(&archive, &docs, &thresholds, insights::TIMEOUT)
             .await
             .expect("insights");
         let took = begun.elapsed();

@@ -575,10 +575,11 @@ impl<S: SettingsSource> Job<S> {
         if let Some(archive) = self.archive.as_deref()
             && self.insights.is_on()
         {
+            let limit = deadline.timeout(crate::insights::TIMEOUT);
             let insights = self
                 .insights
-                .after_run(archive, &documents, &settings.insights);
-            crate::insights::account(insights, deadline, counts).await;
+                .after_run(archive, &documents, &settings.insights, limit);
+            crate::insights::account(insights, limit, counts).await;
         }
         drop(documents);
         let delivery = delivery?;

@@ -234,7 +234,12 @@ async fn badges_the_index_and_the_page_land_in_the_badge_bucket() {
     let bucket: Arc<dyn Bucket> = Arc::new(DirBucket::new(&bucket_dir));
     let insights = Insights::default().with_badges(bucket.clone());
     let outcome = insights
-        .after_run(&store, &documents(720), &Thresholds::default())
+        .after_run(
+            &store,
+            &documents(720),
+            &Thresholds::default(),
+            insights::TIMEOUT,
+        )
         .await
         .expect("insights");
     assert_eq!(outcome.badges_written, 5 * 4);
@@ -284,10 +289,133 @@ async fn badges_the_index_and_the_page_land_in_the_badge_bucket() {
     // (and none is due), the page is the day's already.
     write_run(&store, 721).await;
     let next = insights
-        .after_run(&store, &documents(721), &Thresholds::default())
+        .after_run(
+            &store,
+            &documents(721),
+            &Thresholds::default(),
+            insights::TIMEOUT,
+        )
         .await
         .expect("insights");
     assert_eq!((next.badges_written, next.page_written), (0, false));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bucket_dir);
+}
+
+/// A badge bucket whose badge PUTs after the first `answered` never
+/// answer: S3 slower than a run's time allows.
+struct StallingBucket {
+    inner: DirBucket,
+    answered: usize,
+    badge_puts: std::sync::atomic::AtomicUsize,
+}
+
+impl Bucket for StallingBucket {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<Option<insights::store::Object>, insights::store::StoreError>,
+    > {
+        self.inner.get(key)
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: Vec<u8>,
+        content_type: &'static str,
+        condition: insights::store::Condition,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<insights::store::Written, insights::store::StoreError>,
+    > {
+        let badge =
+            key.starts_with("badges/") && key != insights::INDEX_KEY && key != insights::PAGE_KEY;
+        if badge
+            && self
+                .badge_puts
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                >= self.answered
+        {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.put(key, body, content_type, condition)
+    }
+}
+
+#[tokio::test]
+async fn badges_a_run_cannot_write_in_its_time_are_written_by_the_next_run_each_once() {
+    let (dir, store) = history(720).await;
+    let bucket_dir = temp_dir("badges-stalling");
+    // Two repositories' badges (8 PUTs) land; the rest never answer.
+    let stalling = Arc::new(StallingBucket {
+        inner: DirBucket::new(&bucket_dir),
+        answered: 8,
+        badge_puts: Default::default(),
+    });
+    let first = Insights::default().with_badges(stalling.clone());
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        first.after_run(
+            &store,
+            &documents(720),
+            &Thresholds::default(),
+            Duration::from_millis(500),
+        ),
+    )
+    .await
+    .expect("the run's insights end in their time even when S3 does not answer")
+    .expect("insights");
+    assert_eq!(outcome.badges_written, 8);
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(bucket_dir.join(insights::INDEX_KEY)).expect("the index is written"),
+    )
+    .expect("JSON");
+    let written: Vec<&str> = index["repositories"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["badges_written"].is_i64())
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        written.len(),
+        2,
+        "the index records the two that landed: {index}"
+    );
+
+    // The next run (an hour later, S3 answering again) writes the other
+    // three repositories' badges, not the two already written.
+    write_run(&store, 721).await;
+    let second = Insights::default().with_badges(Arc::new(DirBucket::new(&bucket_dir)));
+    let next = second
+        .after_run(
+            &store,
+            &documents(721),
+            &Thresholds::default(),
+            insights::TIMEOUT,
+        )
+        .await
+        .expect("insights");
+    assert_eq!(next.badges_written, 3 * 4);
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(bucket_dir.join(insights::INDEX_KEY)).expect("the index"),
+    )
+    .expect("JSON");
+    assert!(
+        index["repositories"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|r| r["badges_written"].is_i64()),
+        "every repository's badges are written after two runs: {index}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&bucket_dir);
 }
@@ -386,7 +514,12 @@ async fn each_episode_alerts_once_when_it_starts_and_once_when_it_ends() {
     for h in 700..=745 {
         write_run(&store, h).await;
         let outcome = insights()
-            .after_run(&store, &documents(h), &Thresholds::default())
+            .after_run(
+                &store,
+                &documents(h),
+                &Thresholds::default(),
+                insights::TIMEOUT,
+            )
             .await
             .expect("insights");
         raised += outcome.alerts;
@@ -398,8 +531,8 @@ async fn each_episode_alerts_once_when_it_starts_and_once_when_it_ends() {
             let (first, second) = (insights(), insights());
             let (docs, thresholds) = (documents(h), Thresholds::default());
             let (a, b) = tokio::join!(
-                first.after_run(&store, &docs, &thresholds),
-                second.after_run(&store, &docs, &thresholds),
+                first.after_run(&store, &docs, &thresholds, insights::TIMEOUT),
+                second.after_run(&store, &docs, &thresholds, insights::TIMEOUT),
             );
             assert_eq!((a.expect("a").alerts, b.expect("b").alerts), (0, 0));
             assert!(drain(&moto, &queue).await.is_empty());
@@ -465,7 +598,12 @@ async fn an_alert_reads_as_a_sentence_then_json() {
         )))
         .with_alert_sink(Arc::new(SnsSink::new(sns.clone(), &topic)));
     let outcome = insights
-        .after_run(&store, &documents(720), &Thresholds::default())
+        .after_run(
+            &store,
+            &documents(720),
+            &Thresholds::default(),
+            insights::TIMEOUT,
+        )
         .await
         .expect("insights");
     assert_eq!(outcome.alerts, 3);

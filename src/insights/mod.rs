@@ -376,13 +376,18 @@ impl Insights {
         self.badges.is_some() || self.state.is_some()
     }
 
-    /// A run's insights, after its documents were archived.
+    /// A run's insights, after its documents were archived, in about
+    /// `limit` (what [`account`] allows them): badge writes stop at
+    /// [`BADGE_SHARE`] of it, so the index always records the badges that
+    /// landed, and the next run writes only the rest.
     pub async fn after_run(
         &self,
         archive: &dyn ArchiveStore,
         documents: &[Document],
         thresholds: &Thresholds,
+        limit: std::time::Duration,
     ) -> Result<Outcome, InsightsError> {
+        let badges_until = tokio::time::Instant::now() + limit.mul_f64(BADGE_SHARE);
         let mut outcome = Outcome::default();
         let Some(now) = documents.iter().map(|d| d.timestamp.unix_seconds()).max() else {
             return Ok(outcome);
@@ -411,7 +416,10 @@ impl Insights {
             }
         }
         if let Some(bucket) = &self.badges {
-            match self.write_badges(&**bucket, archive, &figures, now).await {
+            match self
+                .write_badges(&**bucket, archive, &figures, now, badges_until)
+                .await
+            {
                 Ok((written, page, requests)) => {
                     outcome.badges_written = written;
                     outcome.page_written = page;
@@ -426,14 +434,16 @@ impl Insights {
         }
     }
 
-    /// The changed badges, the index, and the page when the day's is not
-    /// written yet: `(badges written, page written, archive requests)`.
+    /// The changed badges (those that land by `until`), the index, and the
+    /// page when the day's is not written yet: `(badges written, page
+    /// written, archive requests)`.
     async fn write_badges(
         &self,
         bucket: &dyn Bucket,
         archive: &dyn ArchiveStore,
         figures: &[Figures],
         now: i64,
+        until: tokio::time::Instant,
     ) -> Result<(usize, bool, usize), InsightsError> {
         let previous = match bucket.get(INDEX_KEY).await? {
             None => Index::default(),
@@ -443,7 +453,14 @@ impl Insights {
             }),
         };
         let plan = plan_badges(&previous, figures, now);
-        let planned: BTreeSet<Repo> = plan.iter().map(|w| w.repo.clone()).collect();
+        let mut planned: BTreeMap<Repo, usize> = BTreeMap::new();
+        for write in &plan {
+            *planned.entry(write.repo.clone()).or_default() += 1;
+        }
+        // Writes not answered by `until` are left to the next run: cutting
+        // here, rather than losing the whole call to the run's time limit,
+        // lets the index below record what did land. Without it a list with
+        // more badges than one run can write starts over every run.
         let results: Vec<(Repo, Result<Written, StoreError>)> = futures_util::stream::iter(plan)
             .map(|write| async move {
                 let body = serde_json::to_vec(&write.badge).unwrap_or_default();
@@ -454,20 +471,37 @@ impl Insights {
                 (write.repo, result)
             })
             .buffer_unordered(CONCURRENCY)
+            .take_until(tokio::time::sleep_until(until))
             .collect()
             .await;
-        let mut failed = BTreeSet::new();
+        let mut answered: BTreeMap<Repo, usize> = BTreeMap::new();
         let mut written = 0;
         for (repo, result) in results {
             match result {
-                Ok(_) => written += 1,
+                Ok(_) => {
+                    written += 1;
+                    *answered.entry(repo).or_default() += 1;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "a badge could not be written; the next run tries again");
-                    failed.insert(repo);
                 }
             }
         }
-        let landed: BTreeSet<Repo> = planned.difference(&failed).cloned().collect();
+        // A repository's badges count as written once all of its planned
+        // writes landed.
+        let landed: BTreeSet<Repo> = planned
+            .iter()
+            .filter(|(repo, count)| answered.get(*repo) == Some(*count))
+            .map(|(repo, _)| repo.clone())
+            .collect();
+        let planned_total: usize = planned.values().sum();
+        if written < planned_total {
+            tracing::info!(
+                written,
+                left = planned_total - written,
+                "not every badge was written in this run's time; the next run goes on"
+            );
+        }
         let mut index = next_index(&previous, figures, &landed, now);
         let put_index = |index: &Index| {
             let body = serde_json::to_vec_pretty(index).unwrap_or_default();
@@ -558,14 +592,18 @@ impl Insights {
 /// never hold the run past its deadline.
 pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Runs a run's insights within [`TIMEOUT`] and the deadline and counts
-/// what they did; a failure is logged, never the run's.
+/// Of the insights' time, the share badge writes may use; the rest is for
+/// the index (which records what landed) and the daily page.
+pub const BADGE_SHARE: f64 = 0.6;
+
+/// Runs a run's insights (started with the same `limit`: [`TIMEOUT`] or
+/// less near the deadline) within `limit` and counts what they did; a
+/// failure is logged, never the run's.
 pub async fn account(
     work: impl Future<Output = Result<Outcome, InsightsError>>,
-    deadline: crate::retry::Deadline,
+    limit: std::time::Duration,
     counts: &mut crate::counts::RunCounts,
 ) {
-    let limit = deadline.timeout(TIMEOUT);
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(outcome)) => {
             counts.pull_alerts = outcome.alerts;
