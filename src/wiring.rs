@@ -44,18 +44,21 @@ pub(crate) async fn aws_sdk_config() -> Result<aws_config::SdkConfig, Error> {
 
 /// Badges into `BADGE_BUCKET`, alerts to `ALERT_TOPIC_ARN`, with the alert
 /// state in the badge bucket (else the archive bucket); off when neither is
-/// set.
-pub fn insights(env: &Environment, aws: &aws_config::SdkConfig) -> Insights {
+/// set. `s3` is the job's one S3 client (there is one when a bucket is set).
+pub fn insights(
+    env: &Environment,
+    aws: &aws_config::SdkConfig,
+    s3: Option<&aws_sdk_s3::Client>,
+) -> Insights {
     let mut insights = Insights::default();
     let state_bucket = env.badge_bucket.as_ref().or(env.archive_bucket.as_ref());
-    if let Some(bucket) = &env.badge_bucket {
-        insights = insights.with_badges(Arc::new(S3Bucket::new(spool::s3_client(aws), bucket)));
+    if let (Some(bucket), Some(s3)) = (&env.badge_bucket, s3) {
+        insights = insights.with_badges(Arc::new(S3Bucket::new(s3.clone(), bucket)));
     }
     if env.badge_bucket.is_some() || env.alert_topic_arn.is_some() {
-        match state_bucket {
-            Some(bucket) => {
-                insights = insights
-                    .with_alert_state(Arc::new(S3Bucket::new(spool::s3_client(aws), bucket)));
+        match state_bucket.zip(s3) {
+            Some((bucket, s3)) => {
+                insights = insights.with_alert_state(Arc::new(S3Bucket::new(s3.clone(), bucket)));
             }
             None => tracing::warn!(
                 "ALERT_TOPIC_ARN is set but neither BADGE_BUCKET nor ARCHIVE_BUCKET: no alerts (they need the archive and a place for their state)"
@@ -83,18 +86,23 @@ pub async fn ssm_job(env: &Environment, http: reqwest::Client) -> Result<SsmJob,
     )
     .with_max_event_age(env.max_event_age)
     .with_aws(&aws);
-    if let Some(bucket) = &env.spool_bucket {
-        job = job.with_spool(Arc::new(S3Spool::new(spool::s3_client(&aws), bucket)));
+    // One S3 client for the spool, the archive and the badges: each client
+    // builds its own connector (the TLS roots turned into a store again, a
+    // connection pool of its own). Four of them cost init ~1.5 ms of CPU
+    // (docs/performance.md, "Init").
+    let any_bucket = [&env.spool_bucket, &env.archive_bucket, &env.badge_bucket]
+        .iter()
+        .any(|bucket| bucket.is_some());
+    let s3 = any_bucket.then(|| spool::s3_client(&aws));
+    if let (Some(bucket), Some(s3)) = (&env.spool_bucket, &s3) {
+        job = job.with_spool(Arc::new(S3Spool::new(s3.clone(), bucket)));
     }
-    if let Some(bucket) = &env.archive_bucket {
-        job = job.with_archive(Arc::new(S3Archive::new(spool::s3_client(&aws), bucket)));
+    if let (Some(bucket), Some(s3)) = (&env.archive_bucket, &s3) {
+        job = job.with_archive(Arc::new(S3Archive::new(s3.clone(), bucket)));
         // Pending archive copies beside the spool (see archive::pending).
         if let Some(spool_bucket) = &env.spool_bucket {
-            job = job.with_archive_pending(Arc::new(S3Archive::new(
-                spool::s3_client(&aws),
-                spool_bucket,
-            )));
+            job = job.with_archive_pending(Arc::new(S3Archive::new(s3.clone(), spool_bucket)));
         }
     }
-    Ok(job.with_insights(insights(env, &aws)))
+    Ok(job.with_insights(insights(env, &aws, s3.as_ref())))
 }
