@@ -302,6 +302,37 @@ async fn badges_the_index_and_the_page_land_in_the_badge_bucket() {
     let _ = std::fs::remove_dir_all(&bucket_dir);
 }
 
+#[tokio::test]
+async fn the_page_of_a_long_list_shows_the_most_pulled_and_stays_small() {
+    let dir = temp_dir("page-cap");
+    let store = DirArchive::new(&dir);
+    let count = insights::PAGE_REPOSITORIES + 100;
+    let index: insights::Index = serde_json::from_value(json!({
+        "updated": "2026-12-07T12:00:00Z",
+        "repositories": (0..count).map(|i| json!({
+            "namespace": "acme", "name": format!("r{i:05}"),
+            "measured": "2026-12-07T12:00:00Z", "total": i as u64 * 1000,
+            "day": null, "week": null, "month": null,
+        })).collect::<Vec<_>>()
+    }))
+    .expect("an index");
+    let (html, _) = insights::report(&store, &index, START + 720 * HOUR)
+        .await
+        .expect("the page");
+    assert_eq!(
+        html.matches("<svg class=\"chart\"").count(),
+        insights::PAGE_REPOSITORIES
+    );
+    assert!(html.contains(&format!(
+        "the {} most pulled of {count} repositories",
+        insights::PAGE_REPOSITORIES
+    )));
+    // The most pulled are shown, the least pulled are not.
+    assert!(html.contains(&format!("<h2>acme/r{:05}</h2>", count - 1)));
+    assert!(!html.contains("<h2>acme/r00000</h2>"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A badge bucket whose badge PUTs after the first `answered` never
 /// answer: S3 slower than a run's time allows.
 struct StallingBucket {

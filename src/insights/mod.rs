@@ -626,22 +626,33 @@ pub async fn account(
     }
 }
 
-/// The stats page from the archive: every repository of `index`, its daily
-/// pulls over [`page::DAYS`] days up to `now`; and the archive requests it
-/// took.
+/// The most repositories the stats page shows, the most pulled first
+/// (`badges/index.json` has them all). A page of all 10,000 repositories
+/// of a large list was tens of MB of HTML, and the run that built it
+/// peaked at 147.7 MiB: over a 128 MB function (docs/performance.md).
+pub const PAGE_REPOSITORIES: usize = 500;
+
+/// The stats page from the archive: the [`PAGE_REPOSITORIES`] most pulled
+/// repositories of `index`, their daily pulls over [`page::DAYS`] days up
+/// to `now`; and the archive requests it took.
 pub async fn report(
     archive: &dyn ArchiveStore,
     index: &Index,
     now: i64,
 ) -> Result<(String, usize), ArchiveError> {
-    let repos: BTreeSet<Repo> = index
-        .repositories
+    let mut shown: Vec<&IndexEntry> = index.repositories.iter().collect();
+    shown.sort_by(|a, b| {
+        b.total
+            .cmp(&a.total)
+            .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+    });
+    shown.truncate(PAGE_REPOSITORIES);
+    let repos: BTreeSet<Repo> = shown
         .iter()
         .map(|e| (e.namespace.clone(), e.name.clone()))
         .collect();
     let daily = history::daily_series(archive, now, page::DAYS + 1, Some(&repos)).await?;
-    let page_repos: Vec<page::PageRepo> = index
-        .repositories
+    let page_repos: Vec<page::PageRepo> = shown
         .iter()
         .map(|e| {
             let ends: Vec<Option<u64>> = daily
@@ -665,7 +676,12 @@ pub async fn report(
         .get(1)
         .map_or_else(String::new, |t| utc_day(*t));
     Ok((
-        page::render(&page_repos, &rfc3339(now), &first_day),
+        page::render(
+            &page_repos,
+            index.repositories.len(),
+            &rfc3339(now),
+            &first_day,
+        ),
         daily.requests,
     ))
 }

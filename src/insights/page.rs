@@ -23,9 +23,10 @@ pub struct PageRepo {
     pub daily: Vec<Option<u64>>,
 }
 
-/// The page for `repos`, generated at `generated` (RFC 3339), whose daily
-/// series start on `first_day` (`YYYY-MM-DD`, for the charts' labels).
-pub fn render(repos: &[PageRepo], generated: &str, first_day: &str) -> String {
+/// The page for `repos` (the most pulled of `of` repositories), generated
+/// at `generated` (RFC 3339), whose daily series start on `first_day`
+/// (`YYYY-MM-DD`, for the charts' labels).
+pub fn render(repos: &[PageRepo], of: usize, generated: &str, first_day: &str) -> String {
     let mut sorted: Vec<&PageRepo> = repos.iter().collect();
     sorted.sort_by_key(|r| {
         (
@@ -49,10 +50,17 @@ pub fn render(repos: &[PageRepo], generated: &str, first_day: &str) -> String {
          svg.chart rect.bar{fill:#4c8eda}\nsvg.chart rect.gap{fill:#eee}\n\
          </style>\n</head>\n<body>\n<h1>Docker Hub pulls</h1>\n",
     );
+    let shown = if of > repos.len() {
+        format!(
+            "the {} most pulled of {of} repositories (all of them in index.json)",
+            repos.len()
+        )
+    } else {
+        format!("{} repositories", repos.len())
+    };
     let _ = writeln!(
         html,
-        "<p class=\"meta\">{} repositories · daily pulls over the last {DAYS} days from {} · generated {}</p>",
-        repos.len(),
+        "<p class=\"meta\">{shown} · daily pulls over the last {DAYS} days from {} · generated {}</p>",
         escape(first_day),
         escape(generated)
     );
@@ -215,7 +223,7 @@ mod tests {
             repo("fast", Gain::Gained(5000), vec![Some(700), None, Some(0)]),
             repo("<odd>", Gain::Unknown, vec![]),
         ];
-        let html = render(&repos, "2026-12-07T12:00:00Z", "2026-09-08");
+        let html = render(&repos, repos.len(), "2026-12-07T12:00:00Z", "2026-09-08");
         assert_eq!(html.matches("<svg class=\"chart\"").count(), 3);
         assert_eq!(html.matches("<section class=\"repo\"").count(), 3);
         // Week's growth first, unknown last.
