@@ -515,10 +515,10 @@ fn function_runtime_handler_architecture_and_build() {
     assert!((128..=10240).contains(&memory), "MemorySize {memory}");
     let timeout = t.function_prop("Timeout").as_u64().expect("Timeout");
     // docs/performance.md ("10,000 repositories and Docker Hub's rate
-    // limit"): 10,000 repositories in `details` mode at the default
-    // HubConcurrency and 150 ms Hub latency need ~97 s plus the listing, so
-    // at least 180 s; and less than the schedule's 5 minutes, so that two
-    // runs never overlap and share one Docker Hub rate-limit budget.
+    // limit"): a rate-limited `details` run uses three one-minute windows
+    // and ends at ~130 s, so at least 180 s; and less than the schedule's
+    // 5 minutes, so that two runs never overlap and share one Docker Hub
+    // rate-limit budget.
     assert!(
         (180..300).contains(&timeout),
         "Timeout {timeout}: at least 180 s (10,000 repositories), under the 5-minute schedule"
