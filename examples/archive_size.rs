@@ -20,11 +20,13 @@
 //! and answering `_bulk`), since a real cluster indexes more slowly than the
 //! fake. It prints a table and, last, the figures as one JSON line.
 
+#[path = "common/repositories.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use docker_pulls::archive::{self, ArchiveStore, DirArchive};
-use docker_pulls::document::{Document, RepositoryStats, RunTime};
+use docker_pulls::document::{Document, RunTime};
 use docker_pulls::retry::Deadline;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -58,49 +60,13 @@ fn options() -> Options {
     options
 }
 
-/// `count` repositories shaped like real ones, seeded: the same every time.
-fn repositories(count: usize) -> Vec<RepositoryStats> {
-    let mut rng = fastrand::Rng::with_seed(17);
-    let word = |rng: &mut fastrand::Rng, min: usize, max: usize| -> String {
-        let length = rng.usize(min..=max);
-        (0..length)
-            .map(|i| {
-                if i > 0 && i + 1 < length && rng.u8(..10) == 0 {
-                    '-'
-                } else {
-                    rng.lowercase()
-                }
-            })
-            .collect()
-    };
-    let namespaces: Vec<String> = (0..40).map(|_| word(&mut rng, 4, 14)).collect();
-    (0..count)
-        .map(|i| {
-            let namespace = if rng.u8(..3) == 0 {
-                "library".to_owned()
-            } else {
-                namespaces[rng.usize(..namespaces.len())].clone()
-            };
-            // Log-uniform from 10 to 10^10.
-            let pull_count = 10f64.powf(1.0 + rng.f64() * 9.0) as u64;
-            RepositoryStats {
-                namespace,
-                name: format!("{}{}", word(&mut rng, 3, 26), i % 10),
-                pull_count,
-                star_count: (pull_count as f64).sqrt() as u64 / 3,
-                collaborator_count: Some(rng.u64(..4)),
-            }
-        })
-        .collect()
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let options = options();
     let dir =
         std::env::temp_dir().join(format!("docker-pulls-archive-size-{}", std::process::id()));
     let store = DirArchive::new(&dir);
-    let mut repositories = repositories(options.repos);
+    let mut repositories = common::repositories(options.repos);
     let mut rng = fastrand::Rng::with_seed(42);
     let start = RunTime::parse("2026-03-01T00:00:00Z").expect("valid");
     let mut sizes = Vec::new();

@@ -18,50 +18,16 @@
 //! Parquet, and prints both times and their ratio. The last line is every
 //! figure as JSON.
 
+#[path = "common/repositories.rs"]
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use docker_pulls::archive::{self, ArchiveStore, DirArchive};
-use docker_pulls::document::{Document, RepositoryStats, RunTime};
+use docker_pulls::document::{Document, RunTime};
 use docker_pulls::retry::Deadline;
 use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// `count` repositories shaped like real ones (as examples/archive_size.rs
-/// makes them), seeded: the same every time.
-fn repositories(count: usize) -> Vec<RepositoryStats> {
-    let mut rng = fastrand::Rng::with_seed(17);
-    let word = |rng: &mut fastrand::Rng, min: usize, max: usize| -> String {
-        let length = rng.usize(min..=max);
-        (0..length)
-            .map(|i| {
-                if i > 0 && i + 1 < length && rng.u8(..10) == 0 {
-                    '-'
-                } else {
-                    rng.lowercase()
-                }
-            })
-            .collect()
-    };
-    let namespaces: Vec<String> = (0..40).map(|_| word(&mut rng, 4, 14)).collect();
-    (0..count)
-        .map(|i| {
-            let namespace = if rng.u8(..3) == 0 {
-                "library".to_owned()
-            } else {
-                namespaces[rng.usize(..namespaces.len())].clone()
-            };
-            let pull_count = 10f64.powf(1.0 + rng.f64() * 9.0) as u64;
-            RepositoryStats {
-                namespace,
-                name: format!("{}{}", word(&mut rng, 3, 26), i % 10),
-                pull_count,
-                star_count: (pull_count as f64).sqrt() as u64 / 3,
-                collaborator_count: Some(rng.u64(..4)),
-            }
-        })
-        .collect()
-}
 
 /// The peak resident set of this process so far, in KiB.
 fn peak_rss_kib() -> u64 {
@@ -182,7 +148,7 @@ async fn main() {
     let dir =
         std::env::temp_dir().join(format!("docker-pulls-bench-compact-{}", std::process::id()));
     let store = DirArchive::new(&dir);
-    let mut repositories = repositories(repos);
+    let mut repositories = common::repositories(repos);
     let mut rng = fastrand::Rng::with_seed(42);
     let started = Instant::now();
     for n in 0..days {
