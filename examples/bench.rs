@@ -457,9 +457,9 @@ fn s3_request_class(chunk: &[u8]) -> Option<String> {
             .find_map(|pair| pair.strip_prefix("prefix="))
             .unwrap_or("");
         let op = if method == "GET" { "LIST" } else { method };
-        (op, percent_decode(prefix))
+        (op, support::fake_es::percent_decode(prefix, false))
     } else {
-        (method, percent_decode(key))
+        (method, support::fake_es::percent_decode(key, false))
     };
     let area = match key.split_once('/') {
         Some(("badges", "index.json" | "index.html")) => "badges/index",
@@ -469,29 +469,6 @@ fn s3_request_class(chunk: &[u8]) -> Option<String> {
     }
     .to_owned();
     Some(format!("{op} {area}"))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What the function's log says about one run: the distinct EMF metrics

@@ -1366,7 +1366,7 @@ fn check_content_encoding(request: &RecordedRequest) -> Result<(), Reply> {
 }
 
 /// Decodes `%XX`; `+` means a space only in query strings.
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
+pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
